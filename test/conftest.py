@@ -1,0 +1,33 @@
+"""Shared fixtures: the real third-party frames in ../shared/data and a local-only ROS environment."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from depth_completion_ros.ros.local_env import configure_local_ros
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get('DEPTH_COMPLETION_SHARED_DATA', REPO_ROOT.parent / 'shared' / 'data'))
+
+# Every ROS participant started by the tests (in this process or its subprocesses) stays on shared memory,
+# in a private domain, with logs in a temp dir. Set at import time, before any rclpy.init().
+configure_local_ros()
+
+
+@pytest.fixture(scope='session')
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f'real sensor frames not found at {SHARED_DATA} (set DEPTH_COMPLETION_SHARED_DATA)')
+    return SHARED_DATA
+
+
+@pytest.fixture(scope='session')
+def kitti_object_dir(shared_data: Path) -> Path:
+    return shared_data / 'kitti_object'
+
+
+@pytest.fixture(scope='session')
+def nyu_dir(shared_data: Path) -> Path:
+    return shared_data / 'nyu_kinect_slambook'
