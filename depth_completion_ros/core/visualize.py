@@ -1,0 +1,127 @@
+"""Depth visualisation: colourised depth, error maps, labelled panels, PNG output (pillow + matplotlib maps)."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ['colorize_depth', 'error_map', 'side_by_side', 'save_png', 'valid_depth_mask']
+
+
+def valid_depth_mask(depth: np.ndarray) -> np.ndarray:
+    depth = np.asarray(depth)
+    with np.errstate(invalid='ignore'):
+        return np.isfinite(depth) & (depth > 0)
+
+
+@lru_cache(maxsize=16)
+def _colormap_lut(cmap: str) -> np.ndarray:
+    """256x3 uint8 lookup table of a matplotlib colormap (imported lazily: it is slow to import)."""
+    import matplotlib
+
+    colors = matplotlib.colormaps[cmap](np.linspace(0.0, 1.0, 256))[:, :3]
+    return np.round(colors * 255.0).astype(np.uint8)
+
+
+def _apply_colormap(values: np.ndarray, valid: np.ndarray, vmin: float, vmax: float, cmap: str) -> np.ndarray:
+    span = max(vmax - vmin, 1e-12)
+    with np.errstate(invalid='ignore'):
+        normalised = np.clip((np.where(valid, values, vmin) - vmin) / span, 0.0, 1.0)
+    image = _colormap_lut(cmap)[np.round(normalised * 255.0).astype(np.intp)]
+    image[~valid] = 0  # invalid pixels are black
+    return image
+
+
+def colorize_depth(depth: np.ndarray, vmin: float | None = None, vmax: float | None = None,
+                   cmap: str = 'turbo') -> np.ndarray:
+    """HxWx3 uint8 colour image of a depth map; 0/NaN/inf are black. Pass the same vmin/vmax to every
+    panel of a comparison so equal colours mean equal depth (defaults: min/max of the valid pixels)."""
+    depth = np.asarray(depth, dtype=np.float32)
+    if depth.ndim != 2:
+        raise ValueError(f'depth must be HxW, got {depth.shape}')
+    valid = valid_depth_mask(depth)
+    if valid.any():
+        vmin = float(depth[valid].min()) if vmin is None else float(vmin)
+        vmax = float(depth[valid].max()) if vmax is None else float(vmax)
+    else:
+        vmin, vmax = (0.0 if vmin is None else float(vmin)), (1.0 if vmax is None else float(vmax))
+    return _apply_colormap(depth, valid, vmin, vmax, cmap)
+
+
+def error_map(pred: np.ndarray, gt: np.ndarray, vmax: float | None = None, cmap: str = 'inferno') -> np.ndarray:
+    """HxWx3 uint8 map of |pred - gt| (m) where gt is valid; black where there is no ground truth.
+    ``vmax`` (default: 95th percentile of the errors) saturates the scale so a few outliers do not wash it out."""
+    pred = np.asarray(pred, dtype=np.float32)
+    gt = np.asarray(gt, dtype=np.float32)
+    if pred.shape != gt.shape:
+        raise ValueError(f'pred {pred.shape} and gt {gt.shape} differ in shape')
+    valid = valid_depth_mask(gt) & np.isfinite(pred)
+    error = np.abs(np.where(valid, pred - gt, 0.0))
+    if vmax is None:
+        vmax = float(np.percentile(error[valid], 95)) if valid.any() else 1.0
+    return _apply_colormap(error, valid, 0.0, max(vmax, 1e-6), cmap)
+
+
+def _as_rgb_panel(panel: np.ndarray) -> np.ndarray:
+    panel = np.asarray(panel)
+    if panel.dtype != np.uint8:
+        raise ValueError(f'panels must be uint8 (colorize depth first), got {panel.dtype}')
+    if panel.ndim == 2:
+        return np.repeat(panel[..., None], 3, axis=2)
+    if panel.ndim == 3 and panel.shape[2] in (3, 4):
+        return panel[..., :3]
+    raise ValueError(f'panels must be HxW or HxWx3/4, got {panel.shape}')
+
+
+def side_by_side(panels: Sequence[np.ndarray], labels: Sequence[str] | None = None, vertical: bool = False,
+                 gap: int = 4) -> np.ndarray:
+    """Concatenate uint8 panels (HxW or HxWx3) left to right (or top to bottom), padding sizes with black,
+    each with its label drawn in the top-left corner."""
+    if not panels:
+        raise ValueError('no panels to show')
+    if labels is not None and len(labels) != len(panels):
+        raise ValueError(f'{len(labels)} labels for {len(panels)} panels')
+    rgb_panels = [_as_rgb_panel(p) for p in panels]
+    if labels is not None:
+        rgb_panels = [_draw_label(p, label) for p, label in zip(rgb_panels, labels, strict=True)]
+    height = max(p.shape[0] for p in rgb_panels)
+    width = max(p.shape[1] for p in rgb_panels)
+    pieces = []
+    for i, panel in enumerate(rgb_panels):
+        target = (panel.shape[0], width) if vertical else (height, panel.shape[1])
+        padded = np.zeros(target + (3,), dtype=np.uint8)
+        padded[:panel.shape[0], :panel.shape[1]] = panel
+        pieces.append(padded)
+        if i + 1 < len(rgb_panels) and gap > 0:
+            pieces.append(np.zeros(((gap, width) if vertical else (height, gap)) + (3,), dtype=np.uint8))
+    return np.concatenate(pieces, axis=0 if vertical else 1)
+
+
+def _draw_label(panel: np.ndarray, label: str) -> np.ndarray:
+    from PIL import Image, ImageDraw
+
+    image = Image.fromarray(np.ascontiguousarray(panel))
+    draw = ImageDraw.Draw(image)
+    left, top, right, bottom = draw.textbbox((4, 2), label)
+    draw.rectangle((left - 3, top - 2, right + 3, bottom + 2), fill=(0, 0, 0))  # readable on any colour
+    draw.text((4, 2), label, fill=(255, 255, 255))
+    return np.asarray(image)
+
+
+def save_png(path: str | Path, array: np.ndarray) -> Path:
+    """Write a uint8 HxW / HxWx3 / HxWx4 or uint16 HxW array as PNG (parent folders created)."""
+    from PIL import Image
+
+    path = Path(path)
+    array = np.ascontiguousarray(array)
+    if array.dtype == np.uint16 and array.ndim == 2:
+        image = Image.frombytes('I;16', (array.shape[1], array.shape[0]), array.astype('<u2').tobytes())
+    elif array.dtype == np.uint8 and (array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (3, 4))):
+        image = Image.fromarray(array)
+    else:
+        raise ValueError(f'save_png needs uint8 HxW/HxWx3/HxWx4 or uint16 HxW, got {array.dtype} {array.shape}')
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, format='PNG')
+    return path
