@@ -98,7 +98,7 @@ def project_points(points_cam: Any, camera: CameraModel, min_range: float = 0.1,
     points = _working_points(points_cam)
     matrix = _ops_constant(points, projection_matrix(camera, use_projection_matrix))
     depth = points @ matrix[2, :3] + matrix[2, 3]
-    keep = (depth > 0) & (depth >= min_range) & (depth <= max_range)
+    keep = (depth > 0) & (depth >= min_range) & (depth <= max_range) & _ops_isfinite(depth)
     points, depth = points[keep], depth[keep]  # fewer points for the divisions below (about half a scan)
 
     pixel_x = (points @ matrix[0, :3] + matrix[0, 3]) / depth
