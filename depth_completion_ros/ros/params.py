@@ -1,0 +1,219 @@
+"""Every node parameter in one table: name, default, description, range/choices, and whether it may change at
+run time. The node declares them from this table (with ROS descriptors, so `ros2 param describe` shows the
+same text), the on-set callback consults it, and the README's table is generated from it.
+
+Pure Python: ROS message classes are imported only inside :func:`descriptor_for`.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    name: str
+    default: Any
+    description: str
+    runtime: bool = False                 # may change while running (on-set callback accepts it)
+    choices: tuple[str, ...] = ()         # for strings
+    min_value: float | None = None        # for numbers (inclusive)
+    max_value: float | None = None
+    step: float | None = None             # integer ranges: 1; float ranges: 0 (= continuous)
+    array_length: tuple[int, ...] = ()    # for arrays: allowed lengths (empty = any)
+    allow_empty_choice: bool = False      # string may also be '' (meaning "use the default source")
+
+    @property
+    def type_name(self) -> str:
+        if isinstance(self.default, bool):
+            return 'bool'
+        if isinstance(self.default, int):
+            return 'int'
+        if isinstance(self.default, float):
+            return 'double'
+        if isinstance(self.default, str):
+            return 'string'
+        return 'double[]'
+
+
+P = ParamSpec
+PARAMETERS: tuple[ParamSpec, ...] = (
+    P('input_mode', 'points', 'Depth source: "points" (sensor_msgs/PointCloud2 on `points`) or "depth" '
+      '(sensor_msgs/Image 16UC1 mm / 32FC1 m on `depth`).', choices=('points', 'depth')),
+    P('depth_registered', True, 'input_mode=depth: the depth image is already registered to the RGB camera '
+      '(same pixels). If false, it is re-projected using `depth/camera_info` and the extrinsics.'),
+    P('sync.slop', 0.05, 'Largest stamp difference (s) between image and depth source to pair them.',
+      runtime=True, min_value=0.001, max_value=1.0, step=0.0),
+    P('sync.queue_size', 5, 'Messages kept per side while waiting for a partner.',
+      min_value=1, max_value=100, step=1),
+    P('qos.input.reliability', 'best_effort', 'Input subscriptions: best_effort receives from best-effort '
+      'drivers AND reliable publishers (bag replay); reliable only from reliable publishers.',
+      choices=('best_effort', 'reliable')),
+    P('qos.input.depth', 5, 'Input subscription history depth.', min_value=1, max_value=100, step=1),
+    P('qos.output.reliability', 'reliable', 'Output publishers: reliable reaches reliable (RViz default) and '
+      'best-effort subscribers; best_effort (sensor data) needs RViz set to Best Effort.',
+      choices=('best_effort', 'reliable')),
+    P('qos.output.depth', 5, 'Output publisher history depth.', min_value=1, max_value=100, step=1),
+    P('extrinsics.source', 'auto', 'Where the sensor->camera transform comes from: tf (tf2_ros lookup at the '
+      'cloud stamp), parameters (below), auto (tf when tf2_ros imports and the parameters are not set).',
+      choices=('auto', 'tf', 'parameters')),
+    P('extrinsics.translation', [0.0, 0.0, 0.0], 'Sensor->camera optical frame translation (m), '
+      'p_cam = R p_sensor + t.', array_length=(3,)),
+    P('extrinsics.rotation', [0.0, 0.0, 0.0, 1.0], 'Sensor->camera rotation as a quaternion x, y, z, w.',
+      array_length=(4,)),
+    P('extrinsics.matrix', [0.0], 'Sensor->camera 4x4 (16 values, row-major) or 3x4 (12 values) matrix, '
+      'e.g. KITTI R0_rect * Tr_velo_to_cam. Overrides translation/rotation when given; [0.0] = unset.',
+      array_length=(1, 12, 16)),
+    P('extrinsics.tf_timeout', 0.05, 'TF lookup timeout (s) at the cloud stamp.',
+      min_value=0.0, max_value=5.0, step=0.0),
+    P('min_range', 0.1, 'Measurements closer than this (m, along the optical axis) are ignored.',
+      runtime=True, min_value=0.0, max_value=1000.0, step=0.0),
+    P('max_range', 100.0, 'Measurements farther than this (m) are ignored; output depth is clipped to it.',
+      runtime=True, min_value=0.1, max_value=1000.0, step=0.0),
+    P('model.variant', 'mini', 'LRRU variant.', choices=('mini', 'tiny', 'small', 'base')),
+    P('model.weights', '', 'Shipped weights name or a .safetensors path; empty = the shipped weights of '
+      'model.variant.'),
+    P('model.device', 'auto', 'Inference device: auto (cuda if available), cuda, cpu.',
+      choices=('auto', 'cuda', 'cpu')),
+    P('model.precision', 'fp32', 'Inference precision (fp16/bf16 on CUDA).', choices=('fp32', 'fp16', 'bf16')),
+    P('prefill_only', False, 'Publish the non-learned prefill (ip_basic) instead of running the network.',
+      runtime=True),
+    P('output.encoding', '32FC1', 'Output depth encoding: 32FC1 metres with NaN unknown (REP 118) or '
+      '16UC1 millimetres with 0 unknown.', runtime=True, choices=('32FC1', '16UC1')),
+    P('cloud.enable', True, 'Publish the dense organized point cloud on `points_dense`.', runtime=True),
+    P('cloud.stride', 1, 'Keep every n-th pixel in rows and columns of the output cloud.',
+      runtime=True, min_value=1, max_value=16, step=1),
+    P('cloud.color', True, 'XYZRGB output cloud (false: XYZ).', runtime=True),
+    P('publish_debug', False, 'Also publish debug images: sparse depth, prefill and a colourised depth.',
+      runtime=True),
+    P('diagnostics.period', 1.0, 'Period (s) of the /diagnostics status.', min_value=0.1, max_value=60.0,
+      step=0.0),
+)
+del P
+
+PARAMETERS_BY_NAME: dict[str, ParamSpec] = {spec.name: spec for spec in PARAMETERS}
+
+
+class ConfigError(ValueError):
+    """A parameter file or value the node cannot start with (one clear line for the user)."""
+
+
+def check_value(spec: ParamSpec, value: Any) -> str | None:
+    """Why ``value`` is not acceptable for ``spec`` (None when it is)."""
+    kind = spec.type_name
+    if kind == 'bool':
+        if not isinstance(value, bool):
+            return f'{spec.name} must be true or false, got {value!r}'
+    elif kind in ('int', 'double'):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f'{spec.name} must be a number, got {value!r}'
+        if kind == 'int' and not isinstance(value, int):
+            return f'{spec.name} must be an integer, got {value!r}'
+        if spec.min_value is not None and value < spec.min_value:
+            return f'{spec.name}={value} is below the minimum {spec.min_value}'
+        if spec.max_value is not None and value > spec.max_value:
+            return f'{spec.name}={value} is above the maximum {spec.max_value}'
+    elif kind == 'string':
+        if not isinstance(value, str):
+            return f'{spec.name} must be a string, got {value!r}'
+        if spec.choices and value not in spec.choices and not (spec.allow_empty_choice and value == ''):
+            return f'{spec.name}={value!r} is not one of {", ".join(spec.choices)}'
+    else:
+        if not isinstance(value, (list, tuple)) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+            return f'{spec.name} must be a list of numbers, got {value!r}'
+        if spec.array_length and len(value) not in spec.array_length:
+            return f'{spec.name} must have {" or ".join(map(str, spec.array_length))} values, got {len(value)}'
+    return None
+
+
+def check_runtime_change(name: str, value: Any) -> str | None:
+    """Why a change of ``name`` to ``value`` at run time is refused (None = accepted)."""
+    spec = PARAMETERS_BY_NAME.get(name)
+    if spec is None:
+        return None  # not ours (use_sim_time, qos overrides, ...): let rclpy handle it
+    if not spec.runtime:
+        return f'{name} is read-only at run time (restart the node to change it)'
+    return check_value(spec, value)
+
+
+def load_params_file(path: str | Path) -> dict[str, Any]:
+    """Read a ROS 2 params YAML (``<node or /**>: ros__parameters: {...}``), flatten nested keys to dotted
+    names and validate them against the table. Raises :class:`ConfigError` with one readable line."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f'parameter file not found: {path}')
+    try:
+        document = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(f'{path}: not valid YAML ({first})') from None
+    if document is None:
+        return {}
+    if not isinstance(document, Mapping):
+        raise ConfigError(f'{path}: expected a mapping of node names to ros__parameters')
+    values: dict[str, Any] = {}
+    for node_key, section in document.items():
+        if not isinstance(section, Mapping) or 'ros__parameters' not in section:
+            raise ConfigError(f'{path}: section {node_key!r} has no ros__parameters')
+        values.update(_flatten(section['ros__parameters'] or {}))
+    for name, value in values.items():
+        spec = PARAMETERS_BY_NAME.get(name)
+        if spec is None:
+            if name in ('use_sim_time',) or name.startswith('qos_overrides.'):
+                continue
+            raise ConfigError(f'{path}: unknown parameter {name!r}')
+        problem = check_value(spec, list(value) if isinstance(value, tuple) else value)
+        if problem is not None:
+            raise ConfigError(f'{path}: {problem}')
+    return values
+
+
+def _flatten(mapping: Mapping[str, Any], prefix: str = '') -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in mapping.items():
+        name = f'{prefix}{key}'
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, name + '.'))
+        else:
+            flat[name] = value
+    return flat
+
+
+def descriptor_for(spec: ParamSpec) -> Any:
+    """rcl_interfaces ParameterDescriptor with description, read-only flag and range."""
+    from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+
+    constraints = []
+    if spec.choices:
+        constraints.append('one of: ' + ', '.join(spec.choices))
+    if spec.array_length:
+        constraints.append('length ' + ' or '.join(map(str, spec.array_length)))
+    constraints.append('changeable at run time' if spec.runtime else 'read-only at run time')
+    descriptor = ParameterDescriptor(
+        name=spec.name, description=spec.description,
+        additional_constraints='; '.join(constraints),
+        # Not read_only: rclpy would refuse with a generic message; our on-set callback names the reason.
+        read_only=False,
+    )
+    if spec.type_name == 'int' and spec.min_value is not None and spec.max_value is not None:
+        descriptor.integer_range = [IntegerRange(from_value=int(spec.min_value), to_value=int(spec.max_value),
+                                                 step=int(spec.step or 1))]
+    elif spec.type_name == 'double' and spec.min_value is not None and spec.max_value is not None:
+        descriptor.floating_point_range = [FloatingPointRange(from_value=float(spec.min_value),
+                                                              to_value=float(spec.max_value),
+                                                              step=float(spec.step or 0.0))]
+    return descriptor
+
+
+def markdown_table() -> str:
+    """The README's parameter table (kept in sync by a test)."""
+    lines = ['| parameter | default | run time | description |', '|---|---|---|---|']
+    for spec in PARAMETERS:
+        default = spec.default if not isinstance(spec.default, str) else f'"{spec.default}"'
+        lines.append(f'| `{spec.name}` | `{default}` | {"yes" if spec.runtime else "no"} | {spec.description} |')
+    return '\n'.join(lines)
