@@ -1,0 +1,194 @@
+"""Torch prefill vs an OpenCV/NumPy implementation of the same ip_basic steps, on real KITTI sparse maps."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from depth_completion_ros.core.prefill import (
+    extend_top,
+    fill_in_fast,
+    fill_in_multiscale,
+    median5,
+    prefill,
+    remove_outliers,
+)
+
+cv2 = pytest.importorskip('cv2')
+
+FRAMES = ('000000', '000003')
+# Pixels whose torch and OpenCV results differ by more than this are counted as disagreeing (float32 noise and
+# median ties can move single pixels slightly; the requirement is >= 99 % of pixels within the tolerance).
+TOLERANCE_M = 1e-3
+
+
+# ------------------------------------------------------------------ KITTI projection, written for this test
+def _read_calib(path: Path) -> dict[str, np.ndarray]:
+    calib: dict[str, np.ndarray] = {}
+    for line in path.read_text().splitlines():
+        if ':' in line:
+            key, values = line.split(':', 1)
+            if values.strip():
+                calib[key.strip()] = np.array(values.split(), dtype=np.float64)
+    return calib
+
+
+def kitti_sparse_depth(root: Path, frame: str) -> np.ndarray:
+    """Velodyne points -> P2 . R0_rect . Tr_velo_to_cam -> nearest-return sparse depth (metres, 0 = none)."""
+    calib = _read_calib(root / 'calib' / f'{frame}.txt')
+    image = cv2.imread(str(root / 'image_2' / f'{frame}.png'))
+    height, width = image.shape[:2]
+    p2 = calib['P2'].reshape(3, 4)
+    r0 = np.eye(4)
+    r0[:3, :3] = calib['R0_rect'].reshape(3, 3)
+    tr = np.eye(4)
+    tr[:3, :4] = calib['Tr_velo_to_cam'].reshape(3, 4)
+    points = np.fromfile(root / 'velodyne' / f'{frame}.bin', dtype=np.float32).reshape(-1, 4)[:, :3]
+    homogeneous = np.concatenate([points, np.ones((len(points), 1))], axis=1).T
+    projected = p2 @ r0 @ tr @ homogeneous                         # 3,N
+    z = projected[2]
+    keep = z > 0.1
+    u = np.round(projected[0, keep] / z[keep]).astype(np.int64)
+    v = np.round(projected[1, keep] / z[keep]).astype(np.int64)
+    z = z[keep]
+    inside = (u >= 0) & (u < width) & (v >= 0) & (v < height)
+    u, v, z = u[inside], v[inside], z[inside]
+    depth = np.zeros((height, width), np.float32)
+    order = np.argsort(-z)                                         # far first, near overwrites: z-buffer
+    depth[v[order], u[order]] = z[order]
+    return depth
+
+
+# ------------------------------------------------------------------ OpenCV reference of the same steps
+FULL = {k: np.ones((k, k), np.uint8) for k in (5, 7, 9, 31)}
+DIAMOND5 = np.array([[0, 0, 1, 0, 0], [0, 1, 1, 1, 0], [1, 1, 1, 1, 1], [0, 1, 1, 1, 0], [0, 0, 1, 0, 0]], np.uint8)
+
+
+def cross(size: int) -> np.ndarray:
+    kernel = np.zeros((size, size), np.uint8)
+    kernel[size // 2, :] = 1
+    kernel[:, size // 2] = 1
+    return kernel
+
+
+def reference_fill_in_fast(sparse: np.ndarray, max_depth: float = 100.0) -> np.ndarray:
+    depth = sparse.astype(np.float32).copy()
+    valid = depth > 0.1
+    depth[valid] = max_depth - depth[valid]
+    depth = cv2.dilate(depth, DIAMOND5)
+    depth = cv2.morphologyEx(depth, cv2.MORPH_CLOSE, FULL[5])
+    empty = depth < 0.1
+    depth[empty] = cv2.dilate(depth, FULL[7])[empty]
+    top_row = np.argmax(depth > 0.1, axis=0)
+    top_value = depth[top_row, np.arange(depth.shape[1])]
+    rows = np.arange(depth.shape[0])[:, None]
+    depth = np.where(rows < top_row[None, :], top_value[None, :], depth)
+    empty = depth < 0.1
+    depth[empty] = cv2.dilate(depth, FULL[31])[empty]
+    depth = cv2.medianBlur(depth.astype(np.float32), 5)
+    valid = depth > 0.1
+    depth[valid] = cv2.GaussianBlur(depth, (5, 5), 0)[valid]
+    valid = depth > 0.1
+    depth[valid] = max_depth - depth[valid]
+    return depth
+
+
+def reference_remove_outliers(sparse: np.ndarray, threshold: float = 1.0) -> np.ndarray:
+    valid = (sparse > 0).astype(np.float32)
+    outlier = np.zeros(sparse.shape, bool)
+    for size in (7, 9, 13):
+        r = size // 2
+        yy, xx = np.mgrid[-r:r + 1, -r:r + 1]
+        kernel = ((np.abs(yy) + np.abs(xx)) <= r).astype(np.float32)
+        kernel[r, r] = 0
+        total = cv2.filter2D(sparse * valid, -1, kernel, borderType=cv2.BORDER_CONSTANT)
+        count = cv2.filter2D(valid, -1, kernel, borderType=cv2.BORDER_CONSTANT)
+        mean = total / np.maximum(count, 1)
+        outlier |= (valid > 0) & (count > 0.5) & (sparse - mean > threshold)
+    return np.where(outlier, 0, sparse).astype(np.float32)
+
+
+# ------------------------------------------------------------------ tests
+@pytest.fixture(scope='module')
+def kitti_sparse(kitti_object_dir: Path) -> list[np.ndarray]:
+    return [kitti_sparse_depth(kitti_object_dir, frame) for frame in FRAMES]
+
+
+def test_projection_matches_readme_counts(kitti_sparse: list[np.ndarray]) -> None:
+    # README: 20,285 points of frame 000000 land in the image; a z-buffer keeps fewer pixels than points.
+    assert 15_000 < int((kitti_sparse[0] > 0).sum()) <= 20_285
+
+
+def test_fill_in_fast_matches_opencv(kitti_sparse: list[np.ndarray]) -> None:
+    for sparse in kitti_sparse:
+        expected = reference_fill_in_fast(sparse)
+        got = fill_in_fast(torch.from_numpy(sparse)[None, None], fill_holes=False)[0, 0].numpy()
+        agree = np.abs(got - expected) <= TOLERANCE_M
+        assert agree.mean() >= 0.99, f'only {agree.mean():.4%} of pixels within {TOLERANCE_M} m'
+
+
+def test_fill_in_fast_batched_and_hole_free(kitti_sparse: list[np.ndarray]) -> None:
+    height = min(s.shape[0] for s in kitti_sparse)
+    width = min(s.shape[1] for s in kitti_sparse)
+    batch = torch.stack([torch.from_numpy(s[:height, :width]) for s in kitti_sparse])[:, None]
+    dense = fill_in_fast(batch)
+    assert dense.shape == batch.shape
+    assert bool((dense > 0).all()), 'the final pass must leave no holes'
+    single = fill_in_fast(batch[1:2])
+    assert torch.allclose(dense[1:2], single)
+
+
+def test_multiscale_runs_and_fills(kitti_sparse: list[np.ndarray]) -> None:
+    sparse = torch.from_numpy(kitti_sparse[1])
+    dense = fill_in_multiscale(sparse)
+    assert dense.shape == sparse.shape and bool((dense > 0).all())
+    valid = sparse > 0
+    # Prefill should stay close to the measurements where there are some (median/blur move them a little).
+    assert float((dense[valid] - sparse[valid]).abs().median()) < 0.5
+
+
+def test_remove_outliers_matches_reference(kitti_sparse: list[np.ndarray]) -> None:
+    sparse = kitti_sparse[0]
+    got = remove_outliers(torch.from_numpy(sparse)).numpy()
+    expected = reference_remove_outliers(sparse)
+    assert np.mean(got == expected) >= 0.999
+    removed = (sparse > 0) & (got == 0)
+    assert 0 < removed.sum() < 0.2 * (sparse > 0).sum()
+
+
+def test_remove_outliers_drops_planted_behind_point() -> None:
+    sparse = torch.zeros(1, 1, 40, 40)
+    sparse[0, 0, 10:30:2, 10:30:2] = 5.0                             # a wall at 5 m
+    sparse[0, 0, 20, 21] = 20.0                                       # a far point seen "through" it
+    cleaned = remove_outliers(sparse)
+    assert cleaned[0, 0, 20, 21] == 0
+    assert torch.equal(cleaned[0, 0, 10:30:2, 10:30:2], sparse[0, 0, 10:30:2, 10:30:2])
+
+
+def test_prefill_returns_dense_and_anchors() -> None:
+    sparse = torch.zeros(2, 1, 37, 61)
+    sparse[:, :, ::4, ::3] = 7.0
+    dense, anchors = prefill(sparse)
+    assert dense.shape == anchors.shape == sparse.shape
+    assert torch.allclose(dense, torch.full_like(dense, 7.0), atol=1e-4)
+    assert torch.equal(anchors, sparse)
+    with pytest.raises(ValueError):
+        prefill(sparse, method='nope')
+
+
+def test_helpers_match_opencv_on_random_maps() -> None:
+    rng = np.random.default_rng(0)
+    image = (rng.random((23, 31)) * 10).astype(np.float32)
+    torch_image = torch.from_numpy(image)[None, None]
+    assert np.allclose(median5(torch_image)[0, 0].numpy(), cv2.medianBlur(image, 5))
+    column_top = np.zeros((6, 3), np.float32)
+    column_top[3, 0] = 2.0
+    column_top[1, 2] = 4.0
+    out = extend_top(torch.from_numpy(column_top)[None, None])[0, 0].numpy()
+    assert np.all(out[:4, 0] == 2.0) and np.all(out[:, 1] == 0) and np.all(out[:2, 2] == 4.0)
+
+
+def test_empty_map_stays_zero() -> None:
+    assert torch.count_nonzero(fill_in_fast(torch.zeros(1, 1, 16, 16))) == 0
