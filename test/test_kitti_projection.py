@@ -125,3 +125,27 @@ def test_max_range_limits_depth(kitti_object_dir: Path, frame_ids: list[str]) ->
     full = kitti_sparse_depth(frame)
     both = (near > 0) & (full > 0)
     np.testing.assert_array_equal(near[both], full[both])
+
+
+def test_visualize_real_frame(kitti_object_dir: Path, frame_ids: list[str], tmp_path: Path) -> None:
+    from PIL import Image
+
+    from depth_completion_ros.core.visualize import colorize_depth, error_map, save_png, side_by_side
+
+    frame = load_kitti_object_frame(kitti_object_dir, frame_ids[0])
+    sparse = kitti_sparse_depth(frame)
+    coloured = colorize_depth(sparse, vmin=0.0, vmax=80.0)
+    assert coloured.shape == sparse.shape + (3,) and coloured.dtype == np.uint8
+    assert not coloured[sparse == 0].any() and coloured[sparse > 0].any(axis=1).all()  # holes black, returns not
+    # a shared scale: the same depth gets the same colour in another panel
+    shifted = colorize_depth(np.where(sparse > 0, sparse, 1.0), vmin=0.0, vmax=80.0)
+    np.testing.assert_array_equal(shifted[sparse > 0], coloured[sparse > 0])
+    errors = error_map(sparse + 0.5 * (sparse > 0), sparse)
+    assert not errors[sparse == 0].any()
+    panel = side_by_side([frame.rgb, coloured, errors], ['rgb', 'sparse', 'error'], vertical=True)
+    height, width = sparse.shape
+    assert panel.shape == (3 * height + 2 * 4, width, 3)
+    path = save_png(tmp_path / 'out' / 'panel.png', panel)
+    np.testing.assert_array_equal(np.asarray(Image.open(path)), panel)
+    kitti_png = (sparse * 256).astype(np.uint16)  # KITTI depth-completion PNG convention
+    np.testing.assert_array_equal(np.asarray(Image.open(save_png(tmp_path / 'd.png', kitti_png))), kitti_png)
