@@ -1,0 +1,123 @@
+"""LRRU weights as safetensors with a JSON metadata block; shipped weights resolved by name.
+
+File layout: a plain safetensors file whose ``__metadata__`` holds one key, ``lrru``, with a JSON object:
+``{"format": 1, "variant": "mini", "config": {...LRRUConfig...}, "training": {...}, "package_version": "x.y.z",
+...user metadata}``. Nothing is ever unpickled (no ``torch.load``).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import LRRUConfig, get_config
+from .lrru import LRRU
+
+FORMAT_VERSION = 1
+METADATA_KEY = 'lrru'
+SHIPPED_DIR = Path(__file__).resolve().parents[1] / 'weights'
+
+
+class WeightsError(ValueError):
+    """A weights file is missing, corrupt, or does not fit the requested variant."""
+
+
+def _package_version() -> str:
+    try:
+        from depth_completion_ros import __version__
+        return str(__version__)
+    except Exception:  # pragma: no cover - only when the package is half-installed
+        return 'unknown'
+
+
+def save_weights(model: LRRU, path: str | Path, metadata: dict[str, Any] | None = None) -> Path:
+    """Write ``model``'s state dict (CPU, contiguous) and metadata; returns the path."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    info: dict[str, Any] = dict(metadata or {})
+    info.update({'format': FORMAT_VERSION, 'variant': model.config.name, 'config': model.config.to_dict(),
+                 'package_version': _package_version()})
+    info.setdefault('training', {})
+    tensors = {name: tensor.detach().to('cpu').contiguous() for name, tensor in model.state_dict().items()}
+    save_file(tensors, str(path), metadata={METADATA_KEY: json.dumps(info, sort_keys=True)})
+    return path
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """The metadata block of a weights file, without loading tensors."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f'weights file not found: {path}')
+    try:
+        with safe_open(str(path), framework='pt') as handle:
+            raw = (handle.metadata() or {}).get(METADATA_KEY)
+    except Exception as error:  # safetensors raises its own error types for bad headers
+        raise WeightsError(f'{path} is not a readable safetensors file ({error})') from error
+    if raw is None:
+        raise WeightsError(f'{path} has no {METADATA_KEY!r} metadata block; not an LRRU weights file of this package')
+    try:
+        info = json.loads(raw)
+    except json.JSONDecodeError as error:
+        raise WeightsError(f'{path}: metadata block is not valid JSON ({error})') from error
+    if not isinstance(info, dict) or 'variant' not in info:
+        raise WeightsError(f'{path}: metadata block lacks the variant name')
+    return info
+
+
+def resolve_weights(path_or_name: str | Path) -> Path:
+    """An existing file path, or a shipped name (``lrru_mini`` -> ``weights/lrru_mini.safetensors``)."""
+    candidate = Path(path_or_name)
+    if candidate.is_file():
+        return candidate
+    name = str(path_or_name)
+    shipped = SHIPPED_DIR / (name if name.endswith('.safetensors') else f'{name}.safetensors')
+    if shipped.is_file():
+        return shipped
+    available = ', '.join(w['name'] for w in list_shipped_weights()) or 'none shipped yet'
+    raise WeightsError(f'weights {name!r} not found as a file or as a shipped name (available: {available})')
+
+
+def load_model(path_or_name: str | Path, variant: str | None = None,
+               device: str | torch.device = 'cpu') -> tuple[LRRU, dict[str, Any]]:
+    """Build the variant recorded in the file (checked against ``variant`` when given), load, ``eval()``."""
+    from safetensors.torch import load_file
+
+    path = resolve_weights(path_or_name)
+    info = read_metadata(path)
+    stored_variant = str(info['variant'])
+    if variant is not None and variant.lower() != stored_variant.lower():
+        raise WeightsError(f'{path} holds LRRU-{stored_variant} weights, but variant {variant!r} was requested')
+    try:
+        config = LRRUConfig.from_dict(info['config']) if 'config' in info else get_config(stored_variant)
+    except (TypeError, KeyError) as error:
+        raise WeightsError(f'{path}: cannot build the model from its metadata ({error})') from error
+    try:
+        state = load_file(str(path), device='cpu')
+    except Exception as error:
+        raise WeightsError(f'{path}: corrupt tensor data ({error})') from error
+    model = LRRU(config)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise WeightsError(f'{path} does not fit LRRU-{config.name}: missing {sorted(missing)[:5]}, '
+                           f'unexpected {sorted(unexpected)[:5]}')
+    return model.to(device).eval(), info
+
+
+def list_shipped_weights() -> list[dict[str, Any]]:
+    """``[{'name', 'path', 'variant', 'size_bytes'}]`` per ``weights/*.safetensors`` (unreadable: variant None)."""
+    entries: list[dict[str, Any]] = []
+    if not SHIPPED_DIR.is_dir():
+        return entries
+    for path in sorted(SHIPPED_DIR.glob('*.safetensors')):
+        try:
+            variant: str | None = str(read_metadata(path)['variant'])
+        except WeightsError:
+            variant = None
+        entries.append({'name': path.stem, 'path': str(path), 'variant': variant, 'size_bytes': path.stat().st_size})
+    return entries
