@@ -1,0 +1,231 @@
+"""One frame of depth completion, ROS-free: used by the node, the demo and the benchmarks alike.
+
+decoded arrays  ->  sparse depth (LiDAR points projected with a z-buffer, or a depth image registered into
+the camera)  ->  completion (prefill, then LRRU unless ``prefill_only``)  ->  dense depth + organized cloud.
+
+Depth is in metres, float32, 0 = unknown throughout (the ROS layer turns 0 into NaN, REP 118). Every stage
+reports its wall time in milliseconds so the node can publish a per-stage breakdown.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from depth_completion_ros.core.camera import CameraModel
+from depth_completion_ros.core.projection import backproject, project_points, register_depth
+from depth_completion_ros.core.transforms import RigidTransform
+
+
+class FrameError(ValueError):
+    """This frame cannot be processed (malformed or inconsistent input): drop it, warn, carry on."""
+
+
+@dataclass
+class PipelineSettings:
+    """The knobs that may change between frames (the node's run-time parameters)."""
+    min_range: float = 0.1
+    max_range: float = 100.0
+    prefill_only: bool = False
+    cloud_enable: bool = True
+    cloud_stride: int = 1
+    cloud_color: bool = True
+
+
+@dataclass
+class FrameOutput:
+    depth: np.ndarray                 # HxW float32 m, 0 = unknown
+    sparse: np.ndarray                # HxW float32 m, the measurements the completion started from
+    prefill: np.ndarray               # HxW float32 m, the non-learned fill
+    cloud_xyz: np.ndarray | None      # (H/s)x(W/s)x3 float32 in the camera optical frame, NaN = invalid
+    cloud_rgb: np.ndarray | None      # (H/s)x(W/s)x3 uint8 or None
+    used_network: bool
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+def _ms_since(start: float) -> float:
+    return (time.perf_counter() - start) * 1000.0
+
+
+CompleterFactory = Callable[[bool], Any]  # prefill_only -> object with .complete(rgb, sparse)
+
+
+class DepthCompletionPipeline:
+    """Holds the completer(s) and runs frames. Not thread-safe: one worker thread calls :meth:`process`.
+
+    The network is loaded at construction unless ``settings.prefill_only`` (so a bad weights file fails at
+    start-up); switching ``prefill_only`` off later loads it then (:meth:`ensure_network`).
+    """
+
+    def __init__(self, settings: PipelineSettings | None = None, variant: str = 'mini', weights: str = '',
+                 device: str = 'auto', precision: str = 'fp32',
+                 completer_factory: CompleterFactory | None = None) -> None:
+        self.settings = settings or PipelineSettings()
+        self.variant = variant
+        self.weights = weights
+        self.device = device
+        self.precision = precision
+        self._factory = completer_factory or self._default_factory
+        self._prefill_completer: Any = None
+        self._network_completer: Any = None
+        if self.settings.prefill_only:
+            self._prefill_completer = self._factory(True)
+        else:
+            self.ensure_network()
+
+    # -- completers -------------------------------------------------------------------------------------------
+    def _default_factory(self, prefill_only: bool) -> Any:
+        from depth_completion_ros.model.inference import DepthCompleter  # torch import only when needed
+
+        weights = None if prefill_only else (self.weights or resolve_shipped_weights(self.variant))
+        return DepthCompleter(variant=self.variant, weights=weights, device=self.device,
+                              precision=self.precision, prefill_only=prefill_only)
+
+    def ensure_network(self) -> None:
+        """Load the network now (raises the model's error, e.g. WeightsError, when that is impossible)."""
+        if self._network_completer is None:
+            self._network_completer = self._factory(False)
+
+    @property
+    def network_loaded(self) -> bool:
+        return self._network_completer is not None
+
+    @property
+    def device_name(self) -> str:
+        completer = self._network_completer or self._prefill_completer
+        return str(getattr(completer, 'device', self.device))
+
+    def warm_up(self, width: int = 64, height: int = 48) -> float:
+        """Run one tiny frame so the first real one does not pay for lazy initialisation; returns ms."""
+        start = time.perf_counter()
+        camera = CameraModel.from_intrinsics(width, width, width / 2, height / 2, width, height)
+        sparse = np.zeros((height, width), np.float32)
+        sparse[::4, ::4] = 5.0
+        self.complete(np.zeros((height, width, 3), np.uint8), sparse, camera)
+        return _ms_since(start)
+
+    # -- sparse depth ------------------------------------------------------------------------------------------
+    def sparse_from_points(self, points_sensor: np.ndarray, camera: CameraModel,
+                           T_cam_sensor: RigidTransform) -> tuple[np.ndarray, float]:
+        """LiDAR points (Nx3+, sensor frame, finite) -> sparse depth in the camera, nearest return per pixel."""
+        start = time.perf_counter()
+        points = np.asarray(points_sensor)
+        if points.ndim != 2 or points.shape[1] < 3:
+            raise FrameError(f'points must be Nx3, got shape {points.shape}')
+        if points.shape[0] == 0:
+            raise FrameError('empty point cloud')
+        xyz = points[:, :3].astype(np.float32, copy=False)
+        finite = np.isfinite(xyz).all(axis=1)
+        if not finite.all():
+            xyz = xyz[finite]
+        if xyz.shape[0] == 0:
+            raise FrameError('point cloud has no finite points')
+        points_cam = T_cam_sensor.apply(xyz)
+        sparse = project_points(points_cam, camera, min_range=self.settings.min_range,
+                                max_range=self.settings.max_range)
+        return np.asarray(sparse, dtype=np.float32), _ms_since(start)
+
+    def sparse_from_depth(self, depth_m: np.ndarray, depth_camera: CameraModel | None, camera: CameraModel,
+                          T_cam_depth: RigidTransform | None) -> tuple[np.ndarray, float]:
+        """A depth image (metres, 0 invalid) -> sparse depth in the camera.
+
+        Registered depth (``depth_camera is None``) must already have the camera's size; otherwise it is
+        back-projected with its own intrinsics, moved by ``T_cam_depth`` and re-projected (z-buffer).
+        """
+        start = time.perf_counter()
+        depth = np.asarray(depth_m, dtype=np.float32)
+        if depth_camera is None:
+            if depth.shape != (camera.height, camera.width):
+                raise FrameError(f'registered depth is {depth.shape[1]}x{depth.shape[0]} but the camera is '
+                                 f'{camera.width}x{camera.height}')
+            sparse = depth.copy()
+        else:
+            if depth.shape != (depth_camera.height, depth_camera.width):
+                raise FrameError(f'depth image is {depth.shape[1]}x{depth.shape[0]} but its camera_info says '
+                                 f'{depth_camera.width}x{depth_camera.height}')
+            sparse = np.asarray(register_depth(depth, depth_camera, camera,
+                                               T_cam_depth or RigidTransform.identity()), dtype=np.float32)
+        sparse[~np.isfinite(sparse)] = 0.0
+        out_of_range = (sparse < self.settings.min_range) | (sparse > self.settings.max_range)
+        sparse[out_of_range] = 0.0
+        return sparse, _ms_since(start)
+
+    # -- completion and cloud ----------------------------------------------------------------------------------
+    def complete(self, rgb: np.ndarray, sparse: np.ndarray, camera: CameraModel) -> FrameOutput:
+        """Dense depth (+ organized cloud) from an RGB image and a sparse depth map of the same size."""
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+            raise FrameError(f'rgb must be HxWx3 uint8, got {rgb.shape} {rgb.dtype}')
+        if rgb.shape[:2] != sparse.shape or sparse.shape != (camera.height, camera.width):
+            raise FrameError(f'size mismatch: image {rgb.shape[1]}x{rgb.shape[0]}, sparse '
+                             f'{sparse.shape[1] if sparse.ndim == 2 else "?"}x{sparse.shape[0]}, camera_info '
+                             f'{camera.width}x{camera.height}')
+        settings = self.settings
+        timings: dict[str, float] = {}
+        use_network = not settings.prefill_only
+        if use_network:
+            self.ensure_network()
+            completer = self._network_completer
+        else:
+            if self._prefill_completer is None:
+                self._prefill_completer = self._factory(True)
+            completer = self._prefill_completer
+
+        start = time.perf_counter()
+        completion = completer.complete(rgb, sparse)
+        total_ms = _ms_since(start)
+        reported = {k: float(v) for k, v in dict(getattr(completion, 'timings_ms', {}) or {}).items()}
+        timings['prefill'] = reported.get('prefill', total_ms if not use_network else 0.0)
+        timings['network'] = max(0.0, total_ms - timings['prefill']) if use_network else 0.0
+
+        depth = np.asarray(completion.depth, dtype=np.float32)
+        if use_network:
+            depth = depth.copy()  # the completer may hand out a view of its buffers
+        prefill = np.asarray(completion.prefill, dtype=np.float32)
+        # Unknown stays unknown: non-finite, non-positive or beyond max_range (prefill extrapolates).
+        invalid = ~np.isfinite(depth) | (depth <= 0.0) | (depth > settings.max_range)
+        if invalid.any():
+            depth = np.where(invalid, np.float32(0.0), depth)
+
+        cloud_xyz = cloud_rgb = None
+        if settings.cloud_enable:
+            start = time.perf_counter()
+            cloud_xyz, cloud_rgb = self.organized_cloud(depth, rgb, camera)
+            timings['cloud'] = _ms_since(start)
+        return FrameOutput(depth=depth, sparse=sparse, prefill=prefill, cloud_xyz=cloud_xyz, cloud_rgb=cloud_rgb,
+                           used_network=use_network, timings_ms=timings)
+
+    def organized_cloud(self, depth: np.ndarray, rgb: np.ndarray | None,
+                        camera: CameraModel) -> tuple[np.ndarray, np.ndarray | None]:
+        """HxWx3 points in the camera optical frame (NaN where depth is unknown), every ``stride``-th pixel."""
+        stride = max(1, int(self.settings.cloud_stride))
+        xyz = np.asarray(backproject(depth, camera), dtype=np.float32)
+        colours = rgb if (self.settings.cloud_color and rgb is not None) else None
+        if stride > 1:
+            xyz = np.ascontiguousarray(xyz[::stride, ::stride])
+            colours = None if colours is None else np.ascontiguousarray(colours[::stride, ::stride])
+        return xyz, colours
+
+
+def resolve_shipped_weights(variant: str) -> str:
+    """Name of the shipped weights for ``variant`` (first match), or a clear error."""
+    from depth_completion_ros.model import list_shipped_weights
+
+    shipped = list_shipped_weights()
+    for entry in shipped:
+        if entry.get('variant') == variant:
+            return str(entry['name'])
+    names = ', '.join(f"{e['name']} ({e.get('variant')})" for e in shipped) or 'none'
+    raise ValueError(f'no shipped weights for LRRU variant {variant!r} (shipped: {names}); '
+                     f'set model.weights to a .safetensors file or use prefill_only')
+
+
+def run_frame(pipeline: DepthCompletionPipeline, rgb: np.ndarray, camera: CameraModel,
+              points_sensor: np.ndarray, T_cam_sensor: RigidTransform) -> FrameOutput:
+    """Convenience for scripts and tests: points -> sparse -> completion, timings merged."""
+    sparse, project_ms = pipeline.sparse_from_points(points_sensor, camera, T_cam_sensor)
+    output = pipeline.complete(rgb, sparse, camera)
+    output.timings_ms = {'project': project_ms, **output.timings_ms}
+    return output

@@ -1,0 +1,179 @@
+"""``depth-completion make-bag --from synthetic|kitti-object:<dir> --out <bag>``: a camera + LiDAR rosbag2.
+
+Topics: ``/camera/image_raw`` (rgb8), ``/camera/camera_info``, ``/lidar/points`` (x, y, z, intensity float32),
+``/tf_static`` (camera <- lidar), and for synthetic bags ``/camera/depth_gt`` (32FC1 m, NaN = no ground truth)
+for scoring. The static extrinsics are also stored as bag metadata and as a node parameter file
+``<bag>/depth_completion_params.yaml`` (for installs without tf2_ros).
+
+One static transform must hold for the whole bag. The sources do not quite give that (KITTI frames come from
+different drives and calibrations; the synthetic camera pitches with the suspension, the LiDAR does not), so
+each frame's points are expressed in the *first* frame's LiDAR frame: p' = T0^-1 T_i p. The transform is then
+exact for every frame and the camera sees exactly what the source says.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from depth_completion_ros.core.camera import CameraModel
+from depth_completion_ros.core.transforms import RigidTransform
+from depth_completion_ros.ros import bagio
+
+BAG_START_NS = 1_700_000_000 * 1_000_000_000  # a plausible epoch stamp (never 0: zero stamps are rejected)
+CAMERA_FRAME = 'camera_optical_frame'
+LIDAR_FRAME = 'lidar'
+
+
+@dataclass
+class BagFrame:
+    rgb: np.ndarray               # HxWx3 uint8
+    camera: CameraModel
+    points: np.ndarray            # Nx4 float32 x, y, z, intensity in the sensor frame
+    T_cam_lidar: RigidTransform
+    gt_depth: np.ndarray | None   # HxW float32 m, 0 = none
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--from', dest='source', default='synthetic',
+                        help='synthetic, or kitti-object:<dir> (a KITTI object/raw folder with image_2, velodyne, '
+                             'calib)')
+    parser.add_argument('--out', required=True, help='output bag folder (must not exist)')
+    parser.add_argument('--frames', type=int, default=30, help='synthetic: number of frames; kitti: at most this many')
+    parser.add_argument('--rate', type=float, default=10.0, help='frame rate of the bag (Hz)')
+    parser.add_argument('--width', type=int, default=1242, help='synthetic image width')
+    parser.add_argument('--height', type=int, default=375, help='synthetic image height')
+    parser.add_argument('--seed', type=int, default=7, help='synthetic scene seed')
+    parser.add_argument('--lidar-offset-ms', type=float, default=3.0,
+                        help='LiDAR stamp offset from the camera stamp (exercises approximate sync)')
+
+
+def synthetic_frames(n_frames: int, width: int, height: int, seed: int, rate_hz: float) -> Iterator[BagFrame]:
+    from depth_completion_ros.data.synthetic import street_sequence
+
+    for frame in street_sequence(seed, n_frames, width=width, height=height, rate_hz=rate_hz):
+        assert frame.points is not None and frame.T_cam_lidar is not None
+        yield BagFrame(frame.rgb, frame.camera, frame.points, frame.T_cam_lidar, frame.gt_depth)
+
+
+def kitti_frames(root: Path, max_frames: int) -> Iterator[BagFrame]:
+    from depth_completion_ros.core.kitti import list_kitti_object_frames, load_kitti_object_frame
+
+    ids = list_kitti_object_frames(root)
+    if not ids:
+        raise FileNotFoundError(f'no KITTI frames (image_2/*.png + velodyne/*.bin + calib/*.txt) under {root}')
+    for frame_id in ids[:max_frames]:
+        frame = load_kitti_object_frame(root, frame_id)
+        yield BagFrame(frame.rgb, frame.camera, frame.points, frame.T_cam_velo, None)
+
+
+def _pointcloud(points: np.ndarray, stamp_ns: int) -> object:
+    """PointCloud2 (rosbags class) with float32 x, y, z, intensity, unorganized."""
+    cloud_cls = bagio.bag_class('sensor_msgs/msg/PointCloud2')
+    field_cls = bagio.bag_class('sensor_msgs/msg/PointField')
+    header_cls = bagio.bag_class('std_msgs/msg/Header')
+    time_cls = bagio.bag_class('builtin_interfaces/msg/Time')
+    data = np.ascontiguousarray(points[:, :4], dtype='<f4')
+    fields = [field_cls(name=name, offset=4 * i, datatype=7, count=1) for i, name in enumerate('xyz')]
+    fields.append(field_cls(name='intensity', offset=12, datatype=7, count=1))
+    return cloud_cls(header=header_cls(stamp=time_cls(**bagio.stamp_of(stamp_ns)), frame_id=LIDAR_FRAME),
+                     height=1, width=int(data.shape[0]), fields=fields, is_bigendian=False, point_step=16,
+                     row_step=16 * int(data.shape[0]), data=data.reshape(-1).view(np.uint8), is_dense=True)
+
+
+def _tf_static(T_cam_lidar: RigidTransform, stamp_ns: int) -> object:
+    tf_cls = bagio.bag_class(bagio.TF_TYPE)
+    stamped_cls = bagio.bag_class('geometry_msgs/msg/TransformStamped')
+    transform_cls = bagio.bag_class('geometry_msgs/msg/Transform')
+    vector_cls = bagio.bag_class('geometry_msgs/msg/Vector3')
+    quaternion_cls = bagio.bag_class('geometry_msgs/msg/Quaternion')
+    header_cls = bagio.bag_class('std_msgs/msg/Header')
+    time_cls = bagio.bag_class('builtin_interfaces/msg/Time')
+    t = T_cam_lidar.translation
+    q = T_cam_lidar.quaternion_xyzw
+    # TF convention: header.frame_id is the parent (camera), the transform maps child (lidar) points into it.
+    stamped = stamped_cls(header=header_cls(stamp=time_cls(**bagio.stamp_of(stamp_ns)), frame_id=CAMERA_FRAME),
+                          child_frame_id=LIDAR_FRAME,
+                          transform=transform_cls(translation=vector_cls(x=float(t[0]), y=float(t[1]), z=float(t[2])),
+                                                  rotation=quaternion_cls(x=float(q[0]), y=float(q[1]),
+                                                                          z=float(q[2]), w=float(q[3]))))
+    return tf_cls(transforms=[stamped])
+
+
+def write_bag(frames: Iterator[BagFrame], out: Path, rate_hz: float, lidar_offset_ms: float = 3.0,
+              source: str = '') -> dict:
+    """Write the frames; returns a small report (frames, topics, size)."""
+    from depth_completion_ros.core.conversions import metres_to_depth_image, numpy_to_image
+
+    image_cls = bagio.bag_class(bagio.IMAGE_TYPE)
+    info_cls = bagio.bag_class(bagio.CAMERA_INFO_TYPE)
+    period_ns = int(round(1e9 / rate_hz))
+    T_reference: RigidTransform | None = None
+    count = 0
+    with bagio.BagWriter(out) as writer:
+        for index, frame in enumerate(frames):
+            stamp = BAG_START_NS + index * period_ns
+            lidar_stamp = stamp + int(lidar_offset_ms * 1e6)
+            if T_reference is None:
+                T_reference = frame.T_cam_lidar
+                writer.write(bagio.TF_STATIC_TOPIC, bagio.TF_TYPE, stamp, _tf_static(T_reference, stamp))
+                writer.set_metadata(bagio.EXTRINSICS_METADATA_KEY, bagio.extrinsics_metadata(
+                    T_reference.matrix, CAMERA_FRAME, LIDAR_FRAME))
+            points = np.asarray(frame.points, dtype=np.float32)
+            T_common = T_reference.inverse() @ frame.T_cam_lidar  # lidar_i -> lidar_0 (identity when rigid)
+            if not np.allclose(T_common.matrix, np.eye(4), atol=1e-9):
+                points = points.copy()
+                points[:, :3] = T_common.apply(points[:, :3].astype(np.float64)).astype(np.float32)
+            camera = CameraModel(width=frame.camera.width, height=frame.camera.height, K=frame.camera.K,
+                                 P=frame.camera.P, D=frame.camera.D, distortion_model=frame.camera.distortion_model,
+                                 frame_id=CAMERA_FRAME)
+            header = {'stamp': bagio.stamp_of(stamp), 'frame_id': CAMERA_FRAME}
+            # camera_info first, so a node has it when the image arrives
+            writer.write(bagio.CAMERA_INFO_TOPIC, bagio.CAMERA_INFO_TYPE, stamp,
+                         camera.to_camera_info(stamp=(stamp // 10**9, stamp % 10**9), msg_cls=info_cls))
+            writer.write(bagio.IMAGE_TOPIC, bagio.IMAGE_TYPE, stamp,
+                         numpy_to_image(frame.rgb, 'rgb8', msg_cls=image_cls, frame_id=CAMERA_FRAME,
+                                        stamp=(header['stamp']['sec'], header['stamp']['nanosec'])))
+            writer.write(bagio.POINTS_TOPIC, bagio.POINTS_TYPE, lidar_stamp, _pointcloud(points, lidar_stamp))
+            if frame.gt_depth is not None:
+                writer.write(bagio.GT_DEPTH_TOPIC, bagio.IMAGE_TYPE, stamp,
+                             metres_to_depth_image(frame.gt_depth, '32FC1', msg_cls=image_cls, frame_id=CAMERA_FRAME,
+                                                   stamp=(stamp // 10**9, stamp % 10**9)))
+            count += 1
+        if T_reference is None:
+            raise ValueError('no frames to write')
+        writer.set_metadata('depth_completion.source', source)
+        counts = dict(writer.counts)
+    bagio.write_extrinsics_params(out, T_reference.matrix)
+    size = sum(p.stat().st_size for p in out.rglob('*') if p.is_file())
+    return {'bag': str(out), 'frames': count, 'topics': counts, 'size_bytes': size}
+
+
+def make_bag(source: str, out: str | Path, frames: int = 30, rate_hz: float = 10.0, width: int = 1242,
+             height: int = 375, seed: int = 7, lidar_offset_ms: float = 3.0) -> dict:
+    out = Path(out)
+    if source == 'synthetic':
+        iterator = synthetic_frames(frames, width, height, seed, rate_hz)
+    elif source.startswith('kitti-object:') or source.startswith('kitti:'):
+        iterator = kitti_frames(Path(source.split(':', 1)[1]).expanduser(), frames)
+    else:
+        raise ValueError(f'unknown source {source!r}: use synthetic or kitti-object:<dir>')
+    return write_bag(iterator, out, rate_hz, lidar_offset_ms, source)
+
+
+def main(args: argparse.Namespace) -> int:
+    start = time.perf_counter()
+    try:
+        report = make_bag(args.source, args.out, args.frames, args.rate, args.width, args.height, args.seed,
+                          args.lidar_offset_ms)
+    except (ValueError, FileNotFoundError, FileExistsError) as exc:
+        print(f'depth-completion make-bag: error: {exc}', file=sys.stderr)
+        return 2
+    print(f'wrote {report["frames"]} frames to {report["bag"]} ({report["size_bytes"] / 1e6:.1f} MB, '
+          f'{time.perf_counter() - start:.1f} s): ' + ', '.join(f'{t} x{n}' for t, n in report['topics'].items()))
+    return 0

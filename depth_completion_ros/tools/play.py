@@ -1,0 +1,198 @@
+"""``depth-completion play BAG``: rosbag2 playback without the ROS CLI (rosbags reads, rclpy publishes).
+
+Messages are published as their serialized CDR bytes (``Publisher.publish(bytes)``): no deserialization, so
+playback keeps up with large images and clouds. Options follow ``ros2 bag play``: ``--rate``, ``--loop``,
+``--start-offset``, ``--topics``, ``--remap``, ``--qos``, ``--clock``. Types whose Python package is not
+importable here (``tf2_msgs`` through the pip wheels) are skipped with a note.
+
+Before the first message the player can wait until every topic it publishes has a subscriber
+(``--wait-for-subscribers``), so a freshly started node misses nothing.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from depth_completion_ros.ros import bagio
+from depth_completion_ros.ros.runtime import ensure_local_ros
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('bag', help='rosbag2 folder (mcap or sqlite3)')
+    parser.add_argument('--rate', type=float, default=1.0, help='playback speed factor')
+    parser.add_argument('--loop', action='store_true', help='start over at the end (until interrupted)')
+    parser.add_argument('--loops', type=int, default=0, help='with --loop: stop after this many passes (0 = forever)')
+    parser.add_argument('--start-offset', type=float, default=0.0, help='skip this many seconds of the bag')
+    parser.add_argument('--topics', nargs='+', default=None, help='only these topics')
+    parser.add_argument('--remap', nargs='+', default=[], metavar='FROM:=TO', help='rename topics on output')
+    parser.add_argument('--qos', choices=('reliable', 'best_effort'), default='reliable',
+                        help='publisher reliability (reliable reaches every subscriber; best_effort mimics a driver)')
+    parser.add_argument('--qos-depth', type=int, default=10, help='publisher history depth')
+    parser.add_argument('--clock', action='store_true', help='publish /clock (rosgraph_msgs/Clock) for use_sim_time')
+    parser.add_argument('--clock-hz', type=float, default=50.0, help='/clock rate between messages')
+    parser.add_argument('--wait-for-subscribers', type=float, default=0.0, metavar='SECONDS',
+                        help='wait up to this long until every topic of --wait-topics has a subscriber')
+    parser.add_argument('--wait-topics', nargs='+', default=None,
+                        help='topics (bag names) that need a subscriber before playing (default: all)')
+    parser.add_argument('--delay', type=float, default=0.0, help='sleep this long before playing')
+    parser.add_argument('--report', default=None, help='write a JSON report (counts, timing) to this file')
+    parser.add_argument('--network', action='store_true',
+                        help='use the normal ROS network settings instead of this-machine-only shared memory')
+
+
+def parse_remaps(pairs: list[str]) -> dict[str, str]:
+    remaps = {}
+    for pair in pairs:
+        if ':=' not in pair:
+            raise ValueError(f'remap {pair!r} must look like /from:=/to')
+        source, target = pair.split(':=', 1)
+        remaps[source] = target
+    return remaps
+
+
+class BagPlayer:
+    """Publishes a bag's serialized messages on rclpy publishers with the bag's timing (scaled by ``rate``)."""
+
+    def __init__(self, node: Any, bag: str | Path, rate: float = 1.0, topics: list[str] | None = None,
+                 remaps: dict[str, str] | None = None, qos: str = 'reliable', qos_depth: int = 10,
+                 clock: bool = False, clock_hz: float = 50.0, start_offset_s: float = 0.0) -> None:
+        from depth_completion_ros.ros.qos import make_qos
+
+        if rate <= 0:
+            raise ValueError(f'rate must be > 0, got {rate}')
+        self.node = node
+        self.bag = Path(bag)
+        self.rate = rate
+        self.remaps = remaps or {}
+        self.clock_period = 1.0 / clock_hz if clock_hz > 0 else 0.0
+        self.start_offset_ns = int(start_offset_s * 1e9)
+        self.published: Counter[str] = Counter()
+        self.skipped_types: dict[str, str] = {}
+        available = bagio.bag_topics(self.bag)
+        wanted = topics if topics is not None else list(available)
+        missing = [t for t in wanted if t not in available]
+        if missing:
+            raise ValueError(f'topics not in the bag: {missing} (the bag has {sorted(available)})')
+        profile = make_qos(qos, qos_depth)
+        self.publishers: dict[str, Any] = {}
+        for topic in wanted:
+            msgtype = available[topic][0]
+            msg_cls = bagio.rclpy_class(msgtype)
+            if msg_cls is None:
+                self.skipped_types[topic] = msgtype
+                continue
+            self.publishers[topic] = node.create_publisher(msg_cls, self.remaps.get(topic, topic), profile)
+        self.clock_pub = None
+        if clock:
+            from rosgraph_msgs.msg import Clock
+
+            self.clock_pub = node.create_publisher(Clock, '/clock', 10)
+
+    def wait_for_subscribers(self, timeout_s: float, topics: list[str] | None = None) -> bool:
+        publishers = [p for t, p in self.publishers.items() if topics is None or t in topics]
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if all(p.get_subscription_count() > 0 for p in publishers):
+                return True
+            time.sleep(0.05)
+        return False
+
+    def _publish_clock(self, bag_time_ns: int) -> None:
+        if self.clock_pub is None:
+            return
+        from rosgraph_msgs.msg import Clock
+
+        msg = Clock()
+        msg.clock.sec, msg.clock.nanosec = divmod(int(bag_time_ns), 1_000_000_000)
+        self.clock_pub.publish(msg)
+
+    def play_once(self, should_stop: Any = lambda: False) -> int:
+        """One pass over the bag; returns the number of messages published."""
+        count = 0
+        wall_start: float | None = None
+        bag_start: int | None = None
+        next_clock = 0.0
+        for message in bagio.read_raw(self.bag, list(self.publishers)):
+            if should_stop():
+                break
+            if bag_start is None:
+                bag_start = message.log_time_ns + self.start_offset_ns
+            if message.log_time_ns < bag_start:
+                continue
+            if wall_start is None:
+                wall_start = time.monotonic()
+            due = wall_start + (message.log_time_ns - bag_start) / 1e9 / self.rate
+            while True:  # sleep until due, ticking /clock meanwhile
+                now = time.monotonic()
+                if now >= due or should_stop():
+                    break
+                if self.clock_pub is not None and now >= next_clock:
+                    elapsed_bag_ns = int((now - wall_start) * self.rate * 1e9)
+                    self._publish_clock(bag_start + elapsed_bag_ns)
+                    next_clock = now + self.clock_period
+                time.sleep(min(due - now, self.clock_period or 0.01, 0.01))
+            self._publish_clock(message.log_time_ns)
+            self.publishers[message.topic].publish(message.data)  # serialized CDR bytes as they are
+            self.published[message.topic] += 1
+            count += 1
+        return count
+
+
+def main(args: argparse.Namespace) -> int:
+    ensure_local_ros(network=args.network)
+    import rclpy
+    from rclpy.executors import ExternalShutdownException
+
+    try:
+        remaps = parse_remaps(args.remap)
+    except ValueError as exc:
+        print(f'depth-completion play: error: {exc}', file=sys.stderr)
+        return 2
+    if not Path(args.bag).is_dir():
+        print(f'depth-completion play: error: bag folder not found: {args.bag}', file=sys.stderr)
+        return 2
+    rclpy.init()
+    node = rclpy.create_node('depth_completion_player')
+    status = 0
+    player: BagPlayer | None = None
+    start = time.monotonic()
+    try:
+        player = BagPlayer(node, args.bag, rate=args.rate, topics=args.topics, remaps=remaps, qos=args.qos,
+                           qos_depth=args.qos_depth, clock=args.clock, clock_hz=args.clock_hz,
+                           start_offset_s=args.start_offset)
+        for topic, msgtype in player.skipped_types.items():
+            print(f'play: skipping {topic} ({msgtype}: its Python message package is not importable here)',
+                  file=sys.stderr)
+        if args.wait_for_subscribers > 0 and not player.wait_for_subscribers(args.wait_for_subscribers,
+                                                                                   args.wait_topics):
+            print(f'play: warning: not every topic had a subscriber after {args.wait_for_subscribers} s',
+                  file=sys.stderr)
+        if args.delay > 0:
+            time.sleep(args.delay)
+        passes = 0
+        while rclpy.ok():
+            player.play_once(should_stop=lambda: not rclpy.ok())
+            passes += 1
+            if not args.loop or (args.loops and passes >= args.loops):
+                break
+        time.sleep(0.2)  # let the last reliable messages go out before the participant disappears
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except ValueError as exc:
+        print(f'depth-completion play: error: {exc}', file=sys.stderr)
+        status = 2
+    finally:
+        report = {'published': dict(player.published) if player else {},
+                  'duration_s': round(time.monotonic() - start, 3),
+                  'skipped': player.skipped_types if player else {}}
+        print('play: ' + json.dumps(report), flush=True)
+        if args.report:
+            Path(args.report).write_text(json.dumps(report, indent=2))
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return status
