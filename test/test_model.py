@@ -1,0 +1,137 @@
+"""LRRU network: parameter counts, shapes, gradients, determinism, anchor re-imposition, brief training."""
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+import pytest
+import torch
+
+from depth_completion_ros.core.prefill import prefill
+from depth_completion_ros.model import REFERENCE_PARAMS, VARIANTS, build_model, describe_variants, lrru_loss
+from depth_completion_ros.model.loss import iteration_weights
+
+
+def make_inputs(batch: int, height: int, width: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    generator = torch.Generator().manual_seed(seed)
+    rgb = torch.rand(batch, 3, height, width, generator=generator) * 255
+    dense = 5.0 + 20.0 * torch.rand(batch, 1, height, width, generator=generator)
+    mask = torch.rand(batch, 1, height, width, generator=generator) < 0.1
+    sparse = torch.where(mask, dense, torch.zeros_like(dense))
+    fill, anchors = prefill(sparse)
+    return rgb, sparse, fill, anchors
+
+
+def test_parameter_counts_match_reference_within_one_percent() -> None:
+    described = describe_variants()
+    assert set(described) == set(VARIANTS) == {'mini', 'tiny', 'small', 'base'}
+    for name, info in described.items():
+        assert abs(info['params'] - REFERENCE_PARAMS[name]) / REFERENCE_PARAMS[name] < 0.01, (name, info)
+        bc = info['base_channels']
+        assert info['channels'] == [4 * bc, 8 * bc, 16 * bc, 16 * bc, 16 * bc]
+    assert [described[n]['base_channels'] for n in ('mini', 'tiny', 'small', 'base')] == [2, 4, 8, 16]
+
+
+@pytest.mark.parametrize('size', [(37, 61), (228, 304), (32, 48)])
+def test_output_shapes_for_any_size(size: tuple[int, int]) -> None:
+    model = build_model('mini').eval()
+    with torch.inference_mode():
+        outputs = model(*make_inputs(1, *size))
+    assert len(outputs) == 4
+    assert all(out.shape == (1, 1, *size) for out in outputs)
+
+
+def test_gradients_reach_every_parameter() -> None:
+    torch.manual_seed(0)
+    # Stochastic depth off so no residual branch is dropped in this one training step.
+    model = build_model(replace(VARIANTS['tiny'], survival_prob=1.0)).train()
+    rgb, sparse, fill, anchors = make_inputs(2, 32, 48)
+    outputs = model(rgb, sparse, fill, anchors)
+    lrru_loss(outputs, sparse).backward()
+    dead = [name for name, p in model.named_parameters() if p.grad is None or not bool(p.grad.abs().sum() > 0)]
+    assert not dead, dead
+
+
+def test_eval_output_is_deterministic() -> None:
+    torch.manual_seed(0)
+    model = build_model('tiny').eval()
+    inputs = make_inputs(1, 37, 61)
+    with torch.inference_mode():
+        first = model(*inputs)
+        second = model(*inputs)
+    assert all(torch.equal(a, b) for a, b in zip(first, second, strict=True))
+
+
+def test_measured_pixels_are_reimposed_before_each_update_and_outputs_differ() -> None:
+    torch.manual_seed(0)
+    model = build_model('mini').eval()
+    rgb, sparse, fill, anchors = make_inputs(1, 32, 48)
+    seen: list[torch.Tensor] = []
+    hooks = [update.register_forward_pre_hook(lambda _m, args: seen.append(args[0].clone()))
+             for update in model.updates]
+    with torch.inference_mode():
+        outputs = model(rgb, sparse, fill, anchors)
+    for hook in hooks:
+        hook.remove()
+    assert len(seen) == 4
+    measured = anchors > 0
+    for depth_in in seen:
+        assert torch.equal(depth_in[measured], anchors[measured])
+    assert not torch.equal(seen[0], fill)                  # it differs from the prefill where points were cleaned
+    for a, b in zip(outputs[:-1], outputs[1:], strict=True):
+        assert not torch.allclose(a, b)
+
+
+def test_loss_weights() -> None:
+    assert iteration_weights(4) == pytest.approx([0.512, 0.64, 0.8, 1.0])
+    gt = torch.zeros(1, 1, 2, 2)
+    gt[0, 0, 0, 0] = 2.0                                     # one valid pixel
+    outputs = [torch.full((1, 1, 2, 2), 1.0) for _ in range(4)]   # error 1 there: L1 + L2 = 2
+    assert float(lrru_loss(outputs, gt)) == pytest.approx(2.0 * (0.512 + 0.64 + 0.8 + 1.0))
+    outputs[0] = torch.full((1, 1, 2, 2), 3.0)               # also error 1, other sign; far pixels ignored
+    assert float(lrru_loss(outputs, gt)) == pytest.approx(2.0 * (0.512 + 0.64 + 0.8 + 1.0))
+
+
+def constructed_scene(batch: int, height: int, width: int, seed: int) -> tuple[torch.Tensor, ...]:
+    """A ground plane receding to the top plus a box in front; RGB coloured by surface; 6% LiDAR samples."""
+    generator = torch.Generator().manual_seed(seed)
+    rows = torch.linspace(0, 1, height).view(1, 1, height, 1)
+    cols = torch.linspace(0, 1, width).view(1, 1, 1, width)
+    gt = (30.0 - 25.0 * rows).expand(batch, 1, height, width).clone()
+    rgb = torch.zeros(batch, 3, height, width)
+    rgb[:, 1] = 80 + 100 * rows.expand(batch, 1, height, width)[:, 0]
+    for b in range(batch):
+        top, left = torch.randint(5, height // 2, (2,), generator=generator).tolist()
+        box_h, box_w = height // 3, width // 4
+        box_depth = 4.0 + 6.0 * float(torch.rand(1, generator=generator))
+        gt[b, 0, top:top + box_h, left:left + box_w] = box_depth + 2.0 * cols[0, 0, 0, left:left + box_w]
+        rgb[b, 0, top:top + box_h, left:left + box_w] = 200
+    mask = torch.rand(batch, 1, height, width, generator=generator) < 0.06
+    sparse = torch.where(mask, gt, torch.zeros_like(gt))
+    fill, anchors = prefill(sparse)
+    return rgb, sparse, fill, anchors, gt
+
+
+def test_brief_training_improves_from_first_to_last_output() -> None:
+    torch.manual_seed(0)
+    start = time.perf_counter()
+    model = build_model('mini').train()
+    optimiser = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.0)
+    scenes = [constructed_scene(2, 64, 96, seed) for seed in range(4)]
+    for step in range(120):
+        rgb, sparse, fill, anchors, gt = scenes[step % len(scenes)]
+        loss = lrru_loss(model(rgb, sparse, fill, anchors), gt)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        if time.perf_counter() - start > 35:      # keep the test short on a shared 2-core CPU
+            break
+    model.eval()
+    rgb, sparse, fill, anchors, gt = constructed_scene(2, 64, 96, seed=99)
+    with torch.inference_mode():
+        outputs = model(rgb, sparse, fill, anchors)
+    errors = [float((out - gt).abs().mean()) for out in outputs]
+    prefill_error = float((fill - gt).abs().mean())
+    print('steps', step + 1, 'errors per output', errors, 'prefill', prefill_error)
+    assert errors[-1] < errors[0], errors
+    assert errors[-1] < prefill_error, (errors, prefill_error)
