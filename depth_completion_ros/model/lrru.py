@@ -43,11 +43,11 @@ class LRRU(nn.Module):
         pad_right = (-width) % multiple
         padding = (0, pad_right, 0, pad_bottom)
         rgb = self.normalise_rgb(rgb.float())
-        if pad_bottom or pad_right:
-            rgb = F.pad(rgb, padding, mode='replicate')            # B,3,H16,W16
-            prefill = F.pad(prefill, padding, mode='replicate')    # B,1,H16,W16
-            sparse = F.pad(sparse, padding)                        # zeros: no fake measurements
-            anchors = F.pad(anchors, padding)
+        # Always pad (a zero pad is a no-op) so an exported graph has no size-dependent branch.
+        rgb = F.pad(rgb, padding, mode='replicate')                # B,3,H16,W16
+        prefill = F.pad(prefill, padding, mode='replicate')        # B,1,H16,W16
+        sparse = F.pad(sparse, padding)                            # zeros: no fake measurements
+        anchors = F.pad(anchors, padding)
 
         guidance = self.backbone(rgb, sparse)                      # 4 x B,2bc,H16,W16
         depth = prefill

@@ -29,7 +29,7 @@ class DeformableAggregation(nn.Module):
 
     def forward(self, depth: torch.Tensor, offsets: torch.Tensor, modulation: torch.Tensor) -> torch.Tensor:
         # depth: B,1,H,W; offsets: B,18,H,W as (dy, dx) per tap, row-major taps; modulation: B,9,H,W
-        batch, _, height, width = depth.shape
+        height, width = depth.shape[-2:]
         # Work in fp32: depth in metres needs more than fp16's 11-bit mantissa, and grid coordinates too.
         depth = depth.float()
         offsets = offsets.float()
@@ -37,17 +37,19 @@ class DeformableAggregation(nn.Module):
         device = depth.device
         tap_y = torch.tensor([-1.0, -1.0, -1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0], device=device).view(1, NUM_TAPS, 1, 1)
         tap_x = torch.tensor([-1.0, 0.0, 1.0, -1.0, 0.0, 1.0, -1.0, 0.0, 1.0], device=device).view(1, NUM_TAPS, 1, 1)
-        rows = torch.arange(height, device=device, dtype=torch.float32).view(1, 1, height, 1)
-        cols = torch.arange(width, device=device, dtype=torch.float32).view(1, 1, 1, width)
+        rows = torch.arange(height, device=device, dtype=torch.float32).view(1, 1, -1, 1)
+        cols = torch.arange(width, device=device, dtype=torch.float32).view(1, 1, 1, -1)
         sample_y = rows + tap_y + offsets[:, 0::2]           # B,9,H,W pixel coordinates
         sample_x = cols + tap_x + offsets[:, 1::2]
         # align_corners=True: pixel index i <-> normalised 2i/(n-1)-1, i.e. integer offsets hit pixel centres.
-        norm_y = sample_y * (2.0 / max(height - 1, 1)) - 1.0
-        norm_x = sample_x * (2.0 / max(width - 1, 1)) - 1.0
+        # (n-1) is taken from the index tensors, not Python ints, so exported graphs keep H and W dynamic;
+        # the model pads to >= 16 pixels, so n - 1 > 0.
+        norm_y = sample_y * (2.0 / rows[..., -1:, :]) - 1.0
+        norm_x = sample_x * (2.0 / cols[..., -1:]) - 1.0
         grid = torch.stack([norm_x, norm_y], dim=-1)         # B,9,H,W,2
-        grid = grid.reshape(batch, NUM_TAPS * height, width, 2)  # all 9 taps in one call
+        grid = grid.flatten(1, 2)                            # B,9H,W,2: all 9 taps in one grid_sample call
         sampled = F.grid_sample(depth, grid, mode='bilinear', padding_mode='zeros', align_corners=True)
-        sampled = sampled.reshape(batch, NUM_TAPS, height, width)
+        sampled = sampled.unflatten(2, (NUM_TAPS, -1)).squeeze(1)   # B,1,9H,W -> B,9,H,W
         kernel = self.weight.float().reshape(1, NUM_TAPS, 1, 1)
         return (sampled * modulation * kernel).sum(dim=1, keepdim=True) + self.bias.float()   # B,1,H,W
 
