@@ -14,9 +14,11 @@ Run: ``depth_completion_node --ros-args --params-file config/kitti_hdl64.yaml -r
 from __future__ import annotations
 
 import json
+import re
 import sys
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +47,7 @@ from depth_completion_ros.ros.sync import ApproximateTimeSync, MatchedPair, Outc
 
 NODE_NAME = 'depth_completion'
 WARN_PERIOD_S = 2.0
+CAMERA_INFO_HISTORY = 20
 
 
 class StartupError(RuntimeError):
@@ -85,7 +88,8 @@ class DepthCompletionNode(Node):
         self.values = self._declare_parameters()
         self.counters = Counters()
         self._warned_at: dict[str, float] = {}
-        self._camera_infos: dict[str, tuple[CameraModel, CameraInfo]] = {}
+        # Recent camera_infos per frame_id: the one with the image's stamp wins (sizes/intrinsics may change).
+        self._camera_infos: dict[str, deque[tuple[int, CameraModel, CameraInfo]]] = {}
         self._depth_camera_infos: dict[str, CameraModel] = {}
 
         self.settings = PipelineSettings(
@@ -192,11 +196,13 @@ class DepthCompletionNode(Node):
     # executor thread: caching, sync, hand-off
     # ---------------------------------------------------------------------------------------------------------
     def _warn(self, kind: str, message: str) -> None:
-        """Count a problem and warn about it at most once per WARN_PERIOD_S per kind."""
+        """Count a problem and warn at most once per WARN_PERIOD_S for the same problem (same text up to
+        numbers), so a stream of bad frames logs one line every few seconds but a new problem shows at once."""
         self.counters.problems[kind] = self.counters.problems.get(kind, 0) + 1
+        throttle_key = kind + ':' + re.sub(r'[0-9.]+', '#', message)[:80]
         now = time.monotonic()
-        if now - self._warned_at.get(kind, -1e9) >= WARN_PERIOD_S:
-            self._warned_at[kind] = now
+        if now - self._warned_at.get(throttle_key, -1e9) >= WARN_PERIOD_S:
+            self._warned_at[throttle_key] = now
             self.get_logger().warning(f'{message} [{kind}: {self.counters.problems[kind]} so far]')
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
@@ -205,7 +211,8 @@ class DepthCompletionNode(Node):
         except (CameraModelError, ValueError) as exc:
             self._warn('bad_camera_info', f'camera_info rejected: {exc}')
             return
-        self._camera_infos[msg.header.frame_id] = (model, msg)
+        history = self._camera_infos.setdefault(msg.header.frame_id, deque(maxlen=CAMERA_INFO_HISTORY))
+        history.append((stamp_to_ns(msg.header.stamp), model, msg))
 
     def _on_depth_camera_info(self, msg: CameraInfo) -> None:
         try:
@@ -281,11 +288,7 @@ class DepthCompletionNode(Node):
         timings: dict[str, float] = {'sync': frame.sync_ms}
 
         camera_frame = image_msg.header.frame_id
-        cached = self._camera_infos.get(camera_frame)
-        if cached is None:
-            raise _NoCameraInfo(f'no camera_info received yet for frame_id {camera_frame!r}: frame dropped '
-                                f'(known: {sorted(self._camera_infos) or "none"})')
-        camera, info_msg = cached
+        camera, info_msg = self._camera_info_for(camera_frame, frame.pair.image_stamp_ns)
 
         start = time.perf_counter()
         rgb = conversions.image_to_rgb(image_msg)
@@ -332,6 +335,16 @@ class DepthCompletionNode(Node):
             {'stamp_ns': stamp_to_ns(stamp), 'latency_ms': round(latency_ms, 3),
              'processing_ms': round(processing_ms, 3), 'network': output.used_network,
              'stages_ms': {k: round(v, 3) for k, v in timings.items()}})))
+
+    def _camera_info_for(self, frame_id: str, stamp_ns: int) -> tuple[CameraModel, CameraInfo]:
+        """The camera_info with the image's stamp, else the newest not after it, else the newest."""
+        history = list(self._camera_infos.get(frame_id, ()))  # snapshot: the executor thread appends
+        if not history:
+            raise _NoCameraInfo(f'no camera_info received yet for frame_id {frame_id!r}: frame dropped '
+                                f'(known: {sorted(self._camera_infos) or "none"})')
+        not_after = [entry for entry in history if entry[0] <= stamp_ns]
+        _stamp, model, msg = (not_after or history)[-1]
+        return model, msg
 
     def _publish(self, output: FrameOutput, image_msg: Image, info_msg: CameraInfo) -> tuple[float, float]:
         """Encode and publish every output; returns (encode_ms, publish_ms)."""

@@ -49,7 +49,8 @@ class RosProcess:
         return self.popen.poll()
 
     def output(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors='replace')
 
     def wait_for_output(self, text: str, timeout_s: float) -> bool:
@@ -109,3 +110,120 @@ def find_config(name_or_path: str) -> Path:
             return path
     presets = sorted({p.stem for folder in search if folder.is_dir() for p in folder.glob('*.yaml')})
     raise FileNotFoundError(f'config {name_or_path!r} is neither a file nor a preset ({", ".join(presets)})')
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# player -> node -> recorder on this machine (demo, benchmark, end-to-end tests)
+# ----------------------------------------------------------------------------------------------------------------
+
+NODE_MODULE = 'depth_completion_ros.ros.node'
+OUTPUT_NS = '/depth_completion'
+OUTPUT_TYPES = {
+    f'{OUTPUT_NS}/depth': 'sensor_msgs/msg/Image',
+    f'{OUTPUT_NS}/camera_info': 'sensor_msgs/msg/CameraInfo',
+    f'{OUTPUT_NS}/points': 'sensor_msgs/msg/PointCloud2',
+    f'{OUTPUT_NS}/latency_ms': 'std_msgs/msg/Float64',
+    f'{OUTPUT_NS}/timings': 'std_msgs/msg/String',
+}
+DEBUG_TYPES = {
+    f'{OUTPUT_NS}/debug/sparse': 'sensor_msgs/msg/Image',
+    f'{OUTPUT_NS}/debug/prefill': 'sensor_msgs/msg/Image',
+}
+DIAGNOSTICS_TYPES = {'/diagnostics': 'diagnostic_msgs/msg/DiagnosticArray'}
+
+
+class GraphError(RuntimeError):
+    """A process of the graph failed to start or to finish; the message carries the end of its log."""
+
+
+def ros_param_value(value: object) -> str:
+    if isinstance(value, bool):
+        return 'true' if value else 'false'
+    if isinstance(value, (list, tuple)):
+        return '[' + ', '.join(ros_param_value(v) for v in value) + ']'
+    return str(value)
+
+
+def node_arguments(params_files: Sequence[str | Path] = (), params: dict[str, object] | None = None,
+                   remaps: dict[str, str] | None = None) -> list[str]:
+    args = ['--ros-args']
+    for path in params_files:
+        args += ['--params-file', str(path)]
+    for source, target in (remaps or {}).items():
+        args += ['-r', f'{source}:={target}']
+    for name, value in (params or {}).items():
+        args += ['-p', f'{name}:={ros_param_value(value)}']
+    return args
+
+
+def parse_final_stats(log: str) -> dict:
+    import json
+
+    for line in reversed(log.splitlines()):
+        marker = 'final stats '
+        if marker in line:
+            return json.loads(line.split(marker, 1)[1])
+    return {}
+
+
+def _tail(process: RosProcess, lines: int = 15) -> str:
+    return '\n'.join(process.output().splitlines()[-lines:])
+
+
+def run_graph(bag: str | Path, out_bag: str | Path, workdir: str | Path, *,
+              params_files: Sequence[str | Path] = (), params: dict[str, object] | None = None,
+              input_topics: dict[str, str] | None = None, record_topics: dict[str, str] | None = None,
+              rate: float = 1.0, play_qos: str = 'reliable', loops: int = 1, startup_timeout_s: float = 90.0,
+              play_timeout_s: float = 300.0, idle_timeout_s: float = 4.0) -> dict:
+    """Start the node, a recorder of its outputs and a player of ``bag``; wait until the outputs stop coming;
+    shut everything down with SIGINT. Returns logs, the node's final stats and the reports of player/recorder.
+
+    ``input_topics`` maps the node's input names (image, camera_info, points, depth, ...) to bag topics.
+    """
+    import json
+
+    from depth_completion_ros.ros import bagio
+
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    inputs = input_topics or {'image': bagio.IMAGE_TOPIC, 'camera_info': bagio.CAMERA_INFO_TOPIC,
+                              'points': bagio.POINTS_TOPIC}
+    record = record_topics or {**OUTPUT_TYPES, **DIAGNOSTICS_TYPES}
+    processes: list[RosProcess] = []
+    try:
+        node = RosProcess('node', module_args(NODE_MODULE, *node_arguments(params_files, params, inputs)),
+                          workdir / 'node.log')
+        processes.append(node)
+        if not node.wait_for_output('ready:', startup_timeout_s):
+            raise GraphError(f'node did not become ready (exit {node.returncode}):\n{_tail(node)}')
+        recorder = RosProcess('recorder', module_args(
+            'depth_completion_ros.cli', 'record', *[f'{t}:{m}' for t, m in record.items()], '--out', str(out_bag),
+            '--qos', 'reliable', '--wait-for-publishers', '--discovery-timeout', '15',
+            '--idle-timeout', str(idle_timeout_s), '--idle-topics', f'{OUTPUT_NS}/depth'), workdir / 'recorder.log')
+        processes.append(recorder)
+        if not recorder.wait_for_output('READY', 30.0):
+            raise GraphError(f'recorder did not start:\n{_tail(recorder)}')
+        report_path = workdir / 'play_report.json'
+        player_args = ['play', str(bag), '--rate', str(rate), '--qos', play_qos, '--wait-for-subscribers', '30',
+                       '--wait-topics', *inputs.values(), '--topics', *inputs.values(), '--report', str(report_path)]
+        if loops > 1:
+            player_args += ['--loop', '--loops', str(loops)]
+        player = RosProcess('player', module_args('depth_completion_ros.cli', *player_args), workdir / 'player.log')
+        processes.append(player)
+        if player.wait(play_timeout_s) is None:
+            raise GraphError(f'player did not finish within {play_timeout_s} s:\n{_tail(player)}')
+        # the recorder stops itself idle_timeout_s after the last output
+        recorder.wait(idle_timeout_s + 60.0)
+        node_status = node.stop(timeout_s=15.0)
+        recorder_status = recorder.stop(timeout_s=10.0)
+        node_log = node.output()
+        return {
+            'node_status': node_status, 'recorder_status': recorder_status, 'player_status': player.stop(),
+            'node_stats': parse_final_stats(node_log), 'node_log': node_log,
+            'play_report': json.loads(report_path.read_text()) if report_path.is_file() else {},
+            'recorder_log': recorder.output(), 'out_bag': str(out_bag),
+        }
+    finally:
+        for process in processes:
+            if process.returncode is None:
+                process.stop(timeout_s=5.0)

@@ -32,6 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--duration', type=float, default=0.0, help='stop after this many seconds (0 = never)')
     parser.add_argument('--idle-timeout', type=float, default=0.0,
                         help='stop when no message arrived for this many seconds after the first (0 = never)')
+    parser.add_argument('--idle-topics', nargs='+', default=None,
+                        help='only messages on these topics count as activity for --idle-timeout (default: all; '
+                             'leave out periodic topics such as /diagnostics)')
     parser.add_argument('--max-messages', type=int, default=0, help='stop after this many messages (0 = never)')
     parser.add_argument('--network', action='store_true',
                         help='use the normal ROS network settings instead of this-machine-only shared memory')
@@ -47,12 +50,14 @@ def parse_topic(spec: str) -> tuple[str, str | None]:
 
 
 class Recorder:
-    def __init__(self, node: Any, out: str | Path, topics: dict[str, str], qos: str = 'auto') -> None:
+    def __init__(self, node: Any, out: str | Path, topics: dict[str, str], qos: str = 'auto',
+                 idle_topics: list[str] | None = None) -> None:
         from rclpy.qos import ReliabilityPolicy
 
         from depth_completion_ros.ros.qos import make_qos
 
         self.node = node
+        self.idle_topics = set(idle_topics) if idle_topics else set(topics)
         self.writer = bagio.BagWriter(out)
         self.counts: dict[str, int] = {topic: 0 for topic in topics}
         self.last_message = 0.0
@@ -73,9 +78,10 @@ class Recorder:
 
     def _callback(self, topic: str, msgtype: str) -> Any:
         def on_message(data: bytes) -> None:
-            now = time.monotonic()
-            self.first_message = self.first_message or now
-            self.last_message = now
+            if topic in self.idle_topics:
+                now = time.monotonic()
+                self.first_message = self.first_message or now
+                self.last_message = now
             self.writer.write_raw(topic, msgtype, self.node.get_clock().now().nanoseconds, data)
             self.counts[topic] += 1
         return on_message
@@ -120,7 +126,7 @@ def main(args: argparse.Namespace) -> int:
     status = 0
     try:
         types = discover_types(node, wanted, args.discovery_timeout)
-        recorder = Recorder(node, args.out, types, args.qos)
+        recorder = Recorder(node, args.out, types, args.qos, args.idle_topics)
         if args.wait_for_publishers:
             deadline = time.monotonic() + args.discovery_timeout
             while not recorder.all_matched() and time.monotonic() < deadline:
