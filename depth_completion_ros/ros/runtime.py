@@ -173,8 +173,8 @@ def _tail(process: RosProcess, lines: int = 15) -> str:
 def run_graph(bag: str | Path, out_bag: str | Path, workdir: str | Path, *,
               params_files: Sequence[str | Path] = (), params: dict[str, object] | None = None,
               input_topics: dict[str, str] | None = None, record_topics: dict[str, str] | None = None,
-              rate: float = 1.0, play_qos: str = 'reliable', loops: int = 1, startup_timeout_s: float = 90.0,
-              play_timeout_s: float = 300.0, idle_timeout_s: float = 4.0) -> dict:
+              rate: float = 1.0, play_qos: str = 'reliable', loops: int = 1, paced: bool = False,
+              startup_timeout_s: float = 90.0, play_timeout_s: float = 300.0, idle_timeout_s: float = 4.0) -> dict:
     """Start the node, a recorder of its outputs and a player of ``bag``; wait until the outputs stop coming;
     shut everything down with SIGINT. Returns logs, the node's final stats and the reports of player/recorder.
 
@@ -199,23 +199,36 @@ def run_graph(bag: str | Path, out_bag: str | Path, workdir: str | Path, *,
         recorder = RosProcess('recorder', module_args(
             'depth_completion_ros.cli', 'record', *[f'{t}:{m}' for t, m in record.items()], '--out', str(out_bag),
             '--qos', 'reliable', '--wait-for-publishers', '--discovery-timeout', '15',
-            '--idle-timeout', str(idle_timeout_s), '--idle-topics', f'{OUTPUT_NS}/depth'), workdir / 'recorder.log')
+            '--progress', f'{OUTPUT_NS}/depth'), workdir / 'recorder.log')
         processes.append(recorder)
         if not recorder.wait_for_output('READY', 30.0):
             raise GraphError(f'recorder did not start:\n{_tail(recorder)}')
         report_path = workdir / 'play_report.json'
         player_args = ['play', str(bag), '--rate', str(rate), '--qos', play_qos, '--wait-for-subscribers', '30',
                        '--wait-topics', *inputs.values(), '--topics', *inputs.values(), '--report', str(report_path)]
+        if paced:
+            player_args += ['--pace-topic', f'{OUTPUT_NS}/depth', '--pace-on', inputs['image'],
+                            '--pace-timeout', '60']
         if loops > 1:
             player_args += ['--loop', '--loops', str(loops)]
         player = RosProcess('player', module_args('depth_completion_ros.cli', *player_args), workdir / 'player.log')
         processes.append(player)
         if player.wait(play_timeout_s) is None:
             raise GraphError(f'player did not finish within {play_timeout_s} s:\n{_tail(player)}')
-        # the recorder stops itself idle_timeout_s after the last output
-        recorder.wait(idle_timeout_s + 60.0)
-        node_status = node.stop(timeout_s=15.0)
+        # wait until an output arrived for every image played, or no output came for idle_timeout_s
+        played = json.loads(report_path.read_text())['published'].get(inputs['image'], 0) \
+            if report_path.is_file() else 0
+        last_count, last_change = -1, time.monotonic()
+        while time.monotonic() - last_change < idle_timeout_s:
+            count = recorder.output().count('\nPROGRESS')
+            if count != last_count:
+                last_count, last_change = count, time.monotonic()
+            if count >= played:
+                time.sleep(0.5)  # the rest of that frame's messages (cloud, camera_info, ...)
+                break
+            time.sleep(0.1)
         recorder_status = recorder.stop(timeout_s=10.0)
+        node_status = node.stop(timeout_s=15.0)
         node_log = node.output()
         return {
             'node_status': node_status, 'recorder_status': recorder_status, 'player_status': player.stop(),

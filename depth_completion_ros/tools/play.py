@@ -39,6 +39,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='wait up to this long until every topic of --wait-topics has a subscriber')
     parser.add_argument('--wait-topics', nargs='+', default=None,
                         help='topics (bag names) that need a subscriber before playing (default: all)')
+    parser.add_argument('--pace-topic', default=None, metavar='OUTPUT_TOPIC',
+                        help='closed loop: publish the next --pace-on message only after one more message arrived '
+                             'here (e.g. /depth_completion/depth), so a slow node sees every frame')
+    parser.add_argument('--pace-on', default='/camera/image_raw', help='bag topic that starts a frame (pacing)')
+    parser.add_argument('--pace-timeout', type=float, default=30.0, help='longest wait for one output (s)')
     parser.add_argument('--delay', type=float, default=0.0, help='sleep this long before playing')
     parser.add_argument('--report', default=None, help='write a JSON report (counts, timing) to this file')
     parser.add_argument('--network', action='store_true',
@@ -87,11 +92,38 @@ class BagPlayer:
                 self.skipped_types[topic] = msgtype
                 continue
             self.publishers[topic] = node.create_publisher(msg_cls, self.remaps.get(topic, topic), profile)
+        self.pace: tuple[str, Any, float] | None = None
+        self.pace_received = 0
+        self.pace_timeouts = 0
         self.clock_pub = None
         if clock:
             from rosgraph_msgs.msg import Clock
 
             self.clock_pub = node.create_publisher(Clock, '/clock', 10)
+
+    def enable_pacing(self, output_topic: str, msgtype_cls: Any, frame_topic: str, timeout_s: float) -> None:
+        """Closed-loop playback: before each ``frame_topic`` message wait until the previous frame's output
+        arrived on ``output_topic`` (bag timing is kept otherwise)."""
+        from depth_completion_ros.ros.qos import make_qos
+
+        def on_output(_msg: Any) -> None:
+            self.pace_received += 1
+
+        self.node.create_subscription(msgtype_cls, output_topic, on_output, make_qos('best_effort', 10))
+        self.pace = (frame_topic, None, timeout_s)
+
+    def _wait_for_pace(self, topic: str) -> None:
+        import rclpy
+
+        if self.pace is None or topic != self.pace[0]:
+            return
+        expected = self.published[topic]  # outputs for every frame sent so far
+        deadline = time.monotonic() + self.pace[2]
+        while self.pace_received < expected and time.monotonic() < deadline and rclpy.ok():
+            rclpy.spin_once(self.node, timeout_sec=0.02)
+        if self.pace_received < expected:
+            self.pace_timeouts += 1
+            self.pace_received = expected  # do not wait twice for a frame the node dropped
 
     def wait_for_subscribers(self, timeout_s: float, topics: list[str] | None = None) -> bool:
         publishers = [p for t, p in self.publishers.items() if topics is None or t in topics]
@@ -124,6 +156,13 @@ class BagPlayer:
                 bag_start = message.log_time_ns + self.start_offset_ns
             if message.log_time_ns < bag_start:
                 continue
+            if self.pace is not None and message.topic == self.pace[0]:
+                self._wait_for_pace(message.topic)
+                # shift the schedule so the bag's inter-message timing resumes from now
+                if wall_start is not None:
+                    lag = time.monotonic() - (wall_start + (message.log_time_ns - bag_start) / 1e9 / self.rate)
+                    if lag > 0:
+                        wall_start += lag
             if wall_start is None:
                 wall_start = time.monotonic()
             due = wall_start + (message.log_time_ns - bag_start) / 1e9 / self.rate
@@ -172,6 +211,11 @@ def main(args: argparse.Namespace) -> int:
                                                                                    args.wait_topics):
             print(f'play: warning: not every topic had a subscriber after {args.wait_for_subscribers} s',
                   file=sys.stderr)
+        if args.pace_topic:
+            from sensor_msgs.msg import Image
+
+            player.enable_pacing(args.pace_topic, Image, args.pace_on, args.pace_timeout)
+            time.sleep(0.5)  # let the pacing subscription match
         if args.delay > 0:
             time.sleep(args.delay)
         passes = 0
@@ -188,6 +232,7 @@ def main(args: argparse.Namespace) -> int:
         status = 2
     finally:
         report = {'published': dict(player.published) if player else {},
+                  'pace_timeouts': player.pace_timeouts if player else 0,
                   'duration_s': round(time.monotonic() - start, 3),
                   'skipped': player.skipped_types if player else {}}
         print('play: ' + json.dumps(report), flush=True)

@@ -35,6 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--idle-topics', nargs='+', default=None,
                         help='only messages on these topics count as activity for --idle-timeout (default: all; '
                              'leave out periodic topics such as /diagnostics)')
+    parser.add_argument('--progress', default=None, metavar='TOPIC',
+                        help='print a PROGRESS line for every message on this topic (for scripts)')
     parser.add_argument('--max-messages', type=int, default=0, help='stop after this many messages (0 = never)')
     parser.add_argument('--network', action='store_true',
                         help='use the normal ROS network settings instead of this-machine-only shared memory')
@@ -51,13 +53,14 @@ def parse_topic(spec: str) -> tuple[str, str | None]:
 
 class Recorder:
     def __init__(self, node: Any, out: str | Path, topics: dict[str, str], qos: str = 'auto',
-                 idle_topics: list[str] | None = None) -> None:
+                 idle_topics: list[str] | None = None, progress_topic: str | None = None) -> None:
         from rclpy.qos import ReliabilityPolicy
 
         from depth_completion_ros.ros.qos import make_qos
 
         self.node = node
         self.idle_topics = set(idle_topics) if idle_topics else set(topics)
+        self.progress_topic = progress_topic
         self.writer = bagio.BagWriter(out)
         self.counts: dict[str, int] = {topic: 0 for topic in topics}
         self.last_message = 0.0
@@ -84,6 +87,8 @@ class Recorder:
                 self.last_message = now
             self.writer.write_raw(topic, msgtype, self.node.get_clock().now().nanoseconds, data)
             self.counts[topic] += 1
+            if topic == self.progress_topic:
+                print(f'PROGRESS {topic} {self.counts[topic]}', flush=True)
         return on_message
 
     def all_matched(self) -> bool:
@@ -126,7 +131,7 @@ def main(args: argparse.Namespace) -> int:
     status = 0
     try:
         types = discover_types(node, wanted, args.discovery_timeout)
-        recorder = Recorder(node, args.out, types, args.qos, args.idle_topics)
+        recorder = Recorder(node, args.out, types, args.qos, args.idle_topics, args.progress)
         if args.wait_for_publishers:
             deadline = time.monotonic() + args.discovery_timeout
             while not recorder.all_matched() and time.monotonic() < deadline:
