@@ -1,0 +1,63 @@
+"""``depth-completion train``: train an LRRU variant on a mix of synthetic, KITTI, RGB-D and rosbag data."""
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def _pair(text: str) -> tuple[int, int]:
+    height, _, width = text.lower().partition('x')
+    return int(height), int(width)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--variant', default='mini', help='LRRU variant: mini, tiny, small, base')
+    parser.add_argument('--data', default='synthetic:street=0.7,synthetic:room=0.3',
+                        help='comma-separated <kind>:<location>=<weight> (kinds: synthetic:street|room, '
+                             'kitti-dc:DIR, kitti-object:DIR, rgbd:DIR, bag:PATH); data without ground truth '
+                             'is trained self-supervised by hiding part of its points')
+    parser.add_argument('--crop', type=_pair, default=(128, 320), help='training crop HxW')
+    parser.add_argument('--batch', type=int, default=4, help='batch size per process')
+    parser.add_argument('--iterations', type=int, default=1000, help='optimiser steps')
+    parser.add_argument('--epochs', type=float, default=None,
+                        help='alternative to --iterations: epochs of --epoch-size items')
+    parser.add_argument('--epoch-size', type=int, default=1000, help='items per epoch for --epochs')
+    parser.add_argument('--lr', type=float, default=1e-3, help='AdamW learning rate (LRRU: 1e-3)')
+    parser.add_argument('--weight-decay', type=float, default=0.05, help='AdamW weight decay (LRRU: 0.05)')
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--workers', type=int, default=2, help='DataLoader worker processes')
+    parser.add_argument('--no-amp', action='store_true', help='disable float16 autocast on CUDA')
+    parser.add_argument('--no-augment', action='store_true', help='no flip / colour jitter / rotation')
+    parser.add_argument('--device', default='auto', help='auto, cpu, cuda, cuda:N')
+    parser.add_argument('--out', default='runs/train', help='output folder (checkpoint, logs, plot, weights)')
+    parser.add_argument('--resume', action='store_true', help='continue from OUT/checkpoint.safetensors')
+    parser.add_argument('--init-weights', default=None, help='start from these weights (path or shipped name)')
+    parser.add_argument('--checkpoint-every', type=int, default=200)
+    parser.add_argument('--log-every', type=int, default=10)
+    parser.add_argument('--rgbd-intrinsics', type=float, nargs=4, metavar=('FX', 'FY', 'CX', 'CY'), default=None,
+                        help='intrinsics for rgbd: folders without intrinsics.json')
+    parser.add_argument('--rgbd-depth-scale', type=float, default=None, help='stored depth units per metre')
+    parser.add_argument('--quiet', action='store_true', help='no progress bar')
+
+
+def main(args: argparse.Namespace) -> int:
+    import os
+
+    from depth_completion_ros.training.train import TrainConfig, epochs_to_iterations, train
+
+    iterations = args.iterations
+    if args.epochs is not None:
+        iterations = epochs_to_iterations(args.epochs, args.epoch_size, args.batch, int(os.environ.get('WORLD_SIZE',
+                                                                                                       '1')))
+    config = TrainConfig(
+        variant=args.variant, data=args.data, crop=args.crop, batch=args.batch, iterations=iterations, lr=args.lr,
+        weight_decay=args.weight_decay, seed=args.seed, workers=args.workers, amp=not args.no_amp,
+        augment=not args.no_augment, device=args.device, out_dir=args.out, resume=args.resume,
+        init_weights=args.init_weights, checkpoint_every=args.checkpoint_every, log_every=args.log_every,
+        rgbd_intrinsics=tuple(args.rgbd_intrinsics) if args.rgbd_intrinsics else None,
+        rgbd_depth_scale=args.rgbd_depth_scale)
+    summary = train(config, progress=not args.quiet)
+    if summary:
+        print(json.dumps({k: summary[k] for k in ('iterations', 'wall_seconds', 'first_loss', 'final_loss')}))
+        print(f'weights: {args.out}/lrru_{args.variant}.safetensors')
+    return 0
