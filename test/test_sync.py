@@ -85,6 +85,15 @@ def test_time_jump_back_resets_and_pairs_again() -> None:
     assert sync.add_depth(T0 - 10_000 * MS, 'cloud_loop').outcome is Outcome.MATCHED
 
 
+def test_short_bag_loop_resets_with_default_tolerance() -> None:
+    sync = ApproximateTimeSync(slop_s=0.02)  # tolerance defaults to the slop: a 0.3 s loop is a jump
+    for i in range(3):
+        sync.add_image(T0 + i * 100 * MS, 'img')
+        sync.add_depth(T0 + i * 100 * MS, 'cloud')
+    assert sync.add_image(T0, 'img_again').outcome is Outcome.RESET
+    assert sync.add_depth(T0, 'cloud_again').outcome is Outcome.MATCHED
+
+
 def test_small_reordering_is_dropped_not_reset() -> None:
     sync = ApproximateTimeSync(slop_s=0.02, jump_tolerance_s=1.0)
     sync.add_image(T0 + 100 * MS, 'new')

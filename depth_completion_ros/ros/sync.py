@@ -13,8 +13,9 @@ Policy
 - A waiting message that no future partner can reach (older than the other side's newest stamp minus
   ``slop``, stamps being monotonic per side) is dropped as *unmatched*; queue overflow drops the oldest.
 - A zero stamp (drivers that never fill the header) is rejected and counted: it can never be paired sensibly.
-- Time going backwards on one side by more than ``jump_tolerance`` (a bag loop, a restarted driver) clears
-  both queues and counts a reset; the caller logs a warning.
+- Time going backwards on one side by more than ``jump_tolerance`` (default: ``slop``; a bag loop, a
+  restarted driver) clears both queues and counts a reset; the caller logs a warning. A smaller step back is
+  reordering and that message alone is dropped.
 """
 from __future__ import annotations
 
@@ -88,17 +89,21 @@ class SyncResult(Generic[Msg]):
 class ApproximateTimeSync(Generic[Msg]):
     """Pairs image and depth-source messages by header stamp within ``slop`` seconds (see module docstring)."""
 
-    def __init__(self, slop_s: float = 0.05, queue_size: int = 5, jump_tolerance_s: float = 1.0) -> None:
+    def __init__(self, slop_s: float = 0.05, queue_size: int = 5, jump_tolerance_s: float | None = None) -> None:
         if slop_s <= 0:
             raise ValueError(f'slop must be > 0 s, got {slop_s}')
         if queue_size < 1:
             raise ValueError(f'queue_size must be >= 1, got {queue_size}')
         self.slop_ns = int(round(slop_s * NS_PER_S))
         self.queue_size = queue_size
-        self.jump_tolerance_ns = int(round(jump_tolerance_s * NS_PER_S))
+        self._jump_tolerance_ns = None if jump_tolerance_s is None else int(round(jump_tolerance_s * NS_PER_S))
         self.stats = SyncStats()
         self._queues: dict[Side, deque[tuple[int, Msg]]] = {Side.IMAGE: deque(), Side.DEPTH: deque()}
         self._newest: dict[Side, int | None] = {Side.IMAGE: None, Side.DEPTH: None}
+
+    @property
+    def jump_tolerance_ns(self) -> int:
+        return self.slop_ns if self._jump_tolerance_ns is None else self._jump_tolerance_ns
 
     @property
     def slop_s(self) -> float:
