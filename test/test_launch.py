@@ -70,3 +70,9 @@ def test_launch_description_builds() -> None:  # pragma: no cover - runs on ROS 
     names = {a.name for a in description.get_launch_arguments()}
     assert {'config', 'bag', 'rviz', 'image', 'points'} <= names
     assert context is not None
+
+
+def test_readme_parameter_table_matches_the_node() -> None:
+    from depth_completion_ros.ros.params import markdown_table
+
+    assert markdown_table() in (ROOT / 'README.md').read_text(), 'regenerate the README table from ros/params.py'
