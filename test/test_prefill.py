@@ -1,12 +1,14 @@
 """Torch prefill vs an OpenCV/NumPy implementation of the same ip_basic steps, on real KITTI sparse maps."""
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from depth_completion_ros.core import prefill as prefill_module
 from depth_completion_ros.core.prefill import (
     extend_top,
     fill_in_fast,
@@ -192,3 +194,88 @@ def test_helpers_match_opencv_on_random_maps() -> None:
 
 def test_empty_map_stays_zero() -> None:
     assert torch.count_nonzero(fill_in_fast(torch.zeros(1, 1, 16, 16))) == 0
+
+
+# ------------------------------------------------------------------ fast paths vs the straightforward torch code
+def unfold_median5(x: torch.Tensor) -> torch.Tensor:
+    """The former ``median5``: sort all 25 samples of every window (replicated borders)."""
+    batch, _, height, width = x.shape
+    patches = torch.nn.functional.unfold(torch.nn.functional.pad(x, (2, 2, 2, 2), mode='replicate'), 5)
+    return patches.median(dim=1).values.view(batch, 1, height, width)
+
+
+def conv_remove_outliers(sparse: torch.Tensor, threshold: float = 1.0) -> torch.Tensor:
+    """The former ``remove_outliers``: two float32 ``conv2d`` per diamond window (B,1,H,W in and out)."""
+    valid = (sparse > 0).float()
+    values = sparse * valid
+    outlier = torch.zeros_like(sparse, dtype=torch.bool)
+    for size in (7, 9, 13):
+        kernel = prefill_module.diamond_mask(size, include_centre=False).view(1, 1, size, size)
+        total = torch.nn.functional.conv2d(values, kernel, padding=size // 2)
+        count = torch.nn.functional.conv2d(valid, kernel, padding=size // 2)
+        mean = total / count.clamp(min=1.0)
+        outlier |= (valid > 0) & (count > 0) & (sparse - mean > threshold)
+    return torch.where(outlier, torch.zeros_like(sparse), values)
+
+
+def _random_maps(seed: int) -> list[torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    maps = []
+    for shape in [(1, 1, 1, 1), (1, 1, 2, 3), (2, 1, 5, 7), (3, 1, 17, 29), (1, 1, 64, 1), (1, 1, 1, 50),
+                  (2, 1, 300, 400), (1, 1, 375, 1242)]:
+        uniform = torch.rand(shape, generator=generator) * 80
+        maps.append(uniform)                                                             # distinct values
+        maps.append(torch.randint(0, 3, shape, generator=generator).float())            # many ties
+        maps.append(torch.where(torch.rand(shape, generator=generator) < 0.8, 0.0, uniform))  # mostly zeros
+        maps.append(uniform - 40.0)                                                     # negatives too
+    return maps
+
+
+def test_median5_is_bit_exact_against_unfold_median() -> None:
+    for x in _random_maps(0):
+        assert torch.equal(median5(x), unfold_median5(x)), tuple(x.shape)
+
+
+def test_median5_network_by_the_zero_one_principle() -> None:
+    # Stage 3 (13-candidate selection) on every 0-1 5x5 matrix with sorted rows and columns (252 of them): the
+    # network must return the 13th smallest of all 25. By the 0-1 principle this proves it for all inputs whose
+    # 5x5 matrix is row- and column-sorted, which stages 1-2 produce (checked below and in the test above).
+    matrices = []
+    for zeros in itertools.product(range(6), repeat=5):          # zeros per row, non-increasing down the rows
+        if all(a >= b for a, b in itertools.pairwise(zeros)):
+            matrices.append([[0.0 if col < zeros[row] else 1.0 for col in range(5)] for row in range(5)])
+    assert len(matrices) == 252
+    grid = torch.tensor(matrices)                                                          # N,5,5
+    wires = [grid[:, i, j] for i, j in prefill_module._MEDIAN_BAND]
+    selected = prefill_module._select(wires, prefill_module._MEDIAN13_STEPS, prefill_module._MEDIAN13_OUTPUT)
+    expected = (grid.flatten(1).sum(dim=1) >= 13).float()
+    assert torch.equal(selected, expected)
+    # Stages 1-2: sliding-window ranks on every 0-1 sequence of length 5 (and on random data, all ranks).
+    sequences = torch.tensor(list(itertools.product((0.0, 1.0), repeat=5)))               # 32,5
+    ranks = prefill_module._window5_ranks(sequences, 1, (0, 1, 2, 3, 4))
+    assert torch.equal(torch.cat([ranks[r] for r in range(5)], dim=1), sequences.sort(dim=1).values)
+    rows = torch.rand(3, 40, generator=torch.Generator().manual_seed(1))
+    ranks = prefill_module._window5_ranks(rows, 1, (0, 1, 2, 3, 4))
+    expected_ranks = rows.unfold(1, 5, 1).sort(dim=2).values                               # 3,36,5
+    for rank in range(5):
+        assert torch.equal(ranks[rank], expected_ranks[..., rank])
+
+
+def test_fill_in_fast_identical_with_unfold_median_on_kitti(kitti_sparse: list[np.ndarray],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    batch = [torch.from_numpy(s)[None, None] for s in kitti_sparse]
+    fast = [fill_in_fast(s) for s in batch]
+    fast_multiscale = fill_in_multiscale(batch[0])
+    monkeypatch.setattr(prefill_module, 'median5', unfold_median5)
+    for got, s in zip(fast, batch, strict=True):
+        assert torch.equal(got, fill_in_fast(s))
+    assert torch.equal(fast_multiscale, fill_in_multiscale(batch[0]))
+
+
+def test_remove_outliers_identical_to_conv_version(kitti_sparse: list[np.ndarray]) -> None:
+    for sparse in kitti_sparse:
+        x = torch.from_numpy(sparse)[None, None]
+        assert torch.equal(remove_outliers(x), conv_remove_outliers(x))
+    for x in _random_maps(2):
+        x = x.abs()
+        assert torch.equal(remove_outliers(x), conv_remove_outliers(x)), tuple(x.shape)

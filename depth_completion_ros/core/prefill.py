@@ -100,11 +100,120 @@ def diamond_mask(size: int, include_centre: bool = True) -> torch.Tensor:
     return mask.float()
 
 
+# Exact 5x5 median without sorting 25 values per pixel (``unfold`` + ``median`` costs ~150 ms at 375x1242 on
+# one CPU thread). Only ``minimum``/``maximum`` of whole shifted views are used, so every output is one of the
+# inputs, bit for bit, on any device:
+#   1. every vertical 5-window is sorted once for the whole image (shared by the 5 horizontally adjacent
+#      outputs that use it) -> 5 rank images;
+#   2. each rank image is sorted along its horizontal 5-window, but only the ranks needed below are formed.
+#      The 5x5 matrix M[i][j] (i = vertical rank, j = horizontal rank) is then sorted along rows and columns
+#      (sorting rows keeps sorted columns sorted), so at least (i+1)(j+1) samples are <= M[i][j] and at least
+#      (5-i)(5-j) are >= it: the 6 entries with (i+1)(j+1) > 13 rank >= 14, the 6 with (5-i)(5-j) > 13 rank
+#      <= 12, and the median (rank 13) is the median of the 13 entries of the band in between;
+#   3. that median is selected by a comparator network: Batcher's odd-even merge sort on 16 wires, restricted
+#      to 13, pruned to the comparators that reach the middle output, then further pruned (greedily, checked
+#      exhaustively with the 0-1 principle on all 252 row/column-sorted 0-1 matrices) using the known order
+#      of the band. ``test/test_prefill.py`` re-checks the network and compares with ``unfold`` + ``median``.
+# Sliding 5-window ranks (steps 1 and 2) share work between neighbouring windows: sorted pairs (x_k, x_k+1)
+# are formed once, two pairs two apart merge into the sorted 4-window, and rank r of the 5-window is then
+# ``max(q[r-1], min(q[r], x_k+4))``. ~100 elementwise min/max passes in all.
+_MEDIAN_BAND = ((0, 3), (3, 1), (1, 2), (1, 3), (2, 1), (4, 1), (2, 3), (1, 4), (3, 2), (2, 2), (3, 0), (4, 0), (0, 4))
+# (low wire, high wire): after the comparator the low wire holds the minimum. The median ends on wire 6.
+_MEDIAN13_NETWORK = ((8, 9), (1, 3), (8, 10), (9, 11), (1, 2), (9, 10), (0, 4), (3, 7), (2, 4), (3, 5), (10, 12),
+                     (3, 4), (9, 10), (11, 12), (3, 11), (4, 8), (5, 9), (6, 10), (3, 5), (6, 8), (5, 6))
+_MEDIAN13_OUTPUT = 6
+
+
+def _pruned_network(network: tuple[tuple[int, int], ...], output: int) -> list[tuple[int, int, bool, bool]]:
+    """``(low, high, need_min, need_max)`` per comparator that can reach wire ``output`` (others dropped)."""
+    needed = {output}
+    kept: list[tuple[int, int, bool, bool]] = []
+    for low, high in reversed(network):
+        need_min, need_max = low in needed, high in needed
+        if need_min or need_max:
+            kept.append((low, high, need_min, need_max))
+            needed |= {low, high}
+    return kept[::-1]
+
+
+_MEDIAN13_STEPS = _pruned_network(_MEDIAN13_NETWORK, _MEDIAN13_OUTPUT)
+
+
+def _select(wires: list[torch.Tensor], steps: list[tuple[int, int, bool, bool]], output: int) -> torch.Tensor:
+    wires = list(wires)
+    for low, high, need_min, need_max in steps:
+        a, b = wires[low], wires[high]
+        if need_min:
+            wires[low] = torch.minimum(a, b)
+        if need_max:
+            wires[high] = torch.maximum(a, b)
+    return wires[output]
+
+
+def _window5_ranks(x: torch.Tensor, dim: int, ranks: tuple[int, ...]) -> dict[int, torch.Tensor]:
+    """Ranks (0 = smallest) of every sliding 5-window along ``dim``; outputs are 4 shorter than ``x``."""
+    length = x.shape[dim]
+    n = length - 4
+    first, second = x.narrow(dim, 0, length - 1), x.narrow(dim, 1, length - 1)
+    pair_lo, pair_hi = torch.minimum(first, second), torch.maximum(first, second)     # sorted (x_k, x_k+1)
+    lo_a, lo_b = pair_lo.narrow(dim, 0, n), pair_lo.narrow(dim, 2, n)
+    hi_a, hi_b = pair_hi.narrow(dim, 0, n), pair_hi.narrow(dim, 2, n)
+    need_q = set()
+    for rank in ranks:
+        need_q |= {rank - 1, rank} & {0, 1, 2, 3}
+    q: dict[int, torch.Tensor] = {}                                   # the sorted 4-window x_k .. x_k+3
+    if 0 in need_q:
+        q[0] = torch.minimum(lo_a, lo_b)
+    if 3 in need_q:
+        q[3] = torch.maximum(hi_a, hi_b)
+    if need_q & {1, 2}:
+        middle_lo, middle_hi = torch.maximum(lo_a, lo_b), torch.minimum(hi_a, hi_b)
+        if 1 in need_q:
+            q[1] = torch.minimum(middle_lo, middle_hi)
+        if 2 in need_q:
+            q[2] = torch.maximum(middle_lo, middle_hi)
+    last = x.narrow(dim, 4, n)
+    out: dict[int, torch.Tensor] = {}
+    for rank in ranks:
+        if rank == 0:
+            out[rank] = torch.minimum(q[0], last)
+        elif rank == 4:
+            out[rank] = torch.maximum(q[3], last)
+        else:
+            out[rank] = torch.maximum(q[rank - 1], torch.minimum(q[rank], last))
+    return out
+
+
+_MEDIAN_LEVELS: dict[int, tuple[int, ...]] = {}
+for _level, _rank in _MEDIAN_BAND:
+    _MEDIAN_LEVELS[_level] = tuple(sorted(_MEDIAN_LEVELS.get(_level, ()) + (_rank,)))
+# On CPU the image is processed in horizontal stripes of about this many elements per pass, so the ~100 passes
+# run out of cache (2x faster at 375x1242 than whole-image passes). CUDA takes the whole image at once.
+_MEDIAN_STRIPE_ELEMENTS = 1 << 15
+
+
+def _median5_padded(padded: torch.Tensor) -> torch.Tensor:
+    """Median of every 5x5 window of an already padded ``B,1,H+4,W+4`` map -> ``B,1,H,W``."""
+    vertical = _window5_ranks(padded, 2, (0, 1, 2, 3, 4))                # 5 x (B,1,H,W+4)
+    matrix: dict[tuple[int, int], torch.Tensor] = {}
+    for level, ranks in _MEDIAN_LEVELS.items():
+        for rank, value in _window5_ranks(vertical[level], 3, ranks).items():
+            matrix[level, rank] = value
+    return _select([matrix[cell] for cell in _MEDIAN_BAND], _MEDIAN13_STEPS, _MEDIAN13_OUTPUT)
+
+
 def median5(x: torch.Tensor) -> torch.Tensor:
-    """5x5 median with replicated borders (cv2.medianBlur semantics); 25 samples so the median is exact."""
-    batch, _, height, width = x.shape
-    patches = F.unfold(F.pad(x, (2, 2, 2, 2), mode='replicate'), 5)        # B,25,H*W
-    return patches.median(dim=1).values.view(batch, 1, height, width)
+    """5x5 median with replicated borders (cv2.medianBlur semantics), exact (see the comment block above)."""
+    padded = F.pad(x, (2, 2, 2, 2), mode='replicate')
+    height = x.shape[2]
+    stripe = max(4, _MEDIAN_STRIPE_ELEMENTS // max(1, x.shape[0] * padded.shape[3]))
+    if x.device.type != 'cpu' or stripe >= height:
+        return _median5_padded(padded)
+    out = torch.empty_like(x)
+    for top in range(0, height, stripe):
+        rows = min(stripe, height - top)
+        out[:, :, top:top + rows] = _median5_padded(padded.narrow(2, top, rows + 4))
+    return out
 
 
 def gaussian5(x: torch.Tensor) -> torch.Tensor:
