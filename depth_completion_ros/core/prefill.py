@@ -333,6 +333,37 @@ def fill_in_multiscale(sparse: torch.Tensor, max_depth: float = 100.0, extrapola
 
 
 # ------------------------------------------------------------------------------------------ outlier removal
+def _diamond_sums(padded: torch.Tensor, radius: int) -> list[torch.Tensor]:
+    """Sums over the diamonds ``|dy| + |dx| <= r`` for r = 0..radius of a map zero-padded by ``radius``.
+
+    Entry r is a contiguous ``B,1,H+2(radius-r),W+2(radius-r)`` tensor (its centre pixel (y, x) at
+    ``[y + radius - r, x + radius - r]``). Recurrence: the diamonds of radius r-1 above and below a pixel
+    cover its radius-r diamond except the centre-row pixels at |dx| in {r-1, r}, and overlap in its
+    radius-(r-2) diamond, so ``D_r = D_r-1(up) + D_r-1(down) - D_r-2 + row pairs``: four passes per radius
+    whatever the radius. Exact (order-independent) for integers, and for float64 sums of float32 values
+    whose magnitudes span fewer than ~50 binary orders (depths in metres).
+    """
+    height, width = padded.shape[-2] - 2 * radius, padded.shape[-1] - 2 * radius
+
+    def crop(t: torch.Tensor, top: int, left: int, margin: int) -> torch.Tensor:
+        return t.narrow(-2, top, height + 2 * margin).narrow(-1, left, width + 2 * margin)
+
+    sums = [padded]
+    if radius >= 1:
+        centre = crop(padded, 1, 1, radius - 1)
+        sums.append(centre + crop(padded, 0, 1, radius - 1) + crop(padded, 2, 1, radius - 1)
+                    + crop(padded, 1, 0, radius - 1) + crop(padded, 1, 2, radius - 1))
+    row_pairs = padded.narrow(-1, 0, padded.shape[-1] - 1) + padded.narrow(-1, 1, padded.shape[-1] - 1)
+    for r in range(2, radius + 1):
+        margin = radius - r
+        total = crop(sums[r - 1], 0, 1, margin) + crop(sums[r - 1], 2, 1, margin)
+        total -= crop(sums[r - 2], 2, 2, margin)
+        total += crop(row_pairs, r, 0, margin)                 # centre row, x - r and x - r + 1
+        total += crop(row_pairs, r, 2 * r - 1, margin)         # centre row, x + r - 1 and x + r
+        sums.append(total)
+    return sums
+
+
 def remove_outliers(sparse: torch.Tensor, threshold: float = 1.0,
                     windows: tuple[int, ...] = (7, 9, 13)) -> torch.Tensor:
     """LRRU ``dep_clear`` (LRRU.md §2.3): drop points behind their neighbourhood.
@@ -340,18 +371,50 @@ def remove_outliers(sparse: torch.Tensor, threshold: float = 1.0,
     A point is removed (set to 0) when it exceeds the mean of the valid neighbours (centre excluded) by more than
     ``threshold`` metres in any of the diamond windows. Typical cause: LiDAR points of a far surface seen through
     the camera's view of a nearer object (parallax between LiDAR and camera).
+
+    Window sums come from :func:`_diamond_sums` (values in float64, counts in uint8, both exact), rounded once
+    to float32 and only read at the valid pixels; the decision is the float32 ``depth - sum / count >
+    threshold`` of the former ``conv2d`` formulation, whose float32 sums differ from these only by rounding.
+    Non-finite values keep that formulation's behaviour too: ``conv2d`` multiplies every tap of the square
+    kernel (zeros included), so a NaN/inf anywhere in a window's square blocks that window's decision, and
+    NaN/negative inputs come out as ``depth * valid`` (NaN / -0.0).
     """
     depth, rank = _as_batch(sparse)
-    valid = (depth > 0).float()
-    values = depth * valid
-    outlier = torch.zeros_like(depth, dtype=torch.bool)
+    valid = depth > 0
+    values = depth * valid                                            # as before: NaN stays NaN, -x gives -0.0
+    batch, _, height, width = depth.shape
+    points = valid.flatten().nonzero().squeeze(1)                      # decisions are only needed at points
+    if points.numel() == 0 or not windows:
+        return _restore(values, rank)
+    finite = torch.isfinite(values)
+    any_non_finite = not bool(finite.all())
+    clean = torch.where(finite, values, torch.zeros_like(values)) if any_non_finite else values
+    radius = max(windows) // 2
+    count_dtype = torch.uint8 if 2 * radius * (radius + 1) + 1 <= 255 else torch.int32   # diamond size fits
+    value_sums = _diamond_sums(F.pad(clean.double(), (radius,) * 4), radius)
+    count_sums = _diamond_sums(F.pad(valid.to(count_dtype), (radius,) * 4), radius)
+    point_batch = points // (height * width)
+    point_row = (points // width) % height
+    point_col = points % width
+    point_depth = depth.flatten()[points]
+    point_clean = clean.flatten()[points].double()
+    outlier = torch.zeros_like(point_depth, dtype=torch.bool)
     for size in windows:
-        kernel = diamond_mask(size, include_centre=False).to(depth.device, depth.dtype).view(1, 1, size, size)
-        total = F.conv2d(values, kernel, padding=size // 2)
-        count = F.conv2d(valid, kernel, padding=size // 2)
+        r = size // 2
+        margin = radius - r
+        index = ((point_batch * (height + 2 * margin) + point_row + margin) * (width + 2 * margin)
+                 + point_col + margin)
+        total = (value_sums[r].flatten()[index] - point_clean).float()          # centre excluded, exact -> f32
+        count = (count_sums[r].flatten()[index] - 1).float()
         mean = total / count.clamp(min=1.0)
-        outlier |= (valid > 0) & (count > 0) & (depth - mean > threshold)
-    return _restore(torch.where(outlier, torch.zeros_like(depth), values), rank)
+        decide = (count > 0) & (point_depth - mean > threshold)
+        if any_non_finite:
+            blocked = dilate_rect((~finite).float(), size) > 0
+            decide &= ~blocked.flatten()[points]
+        outlier |= decide
+    cleaned = values.flatten().clone()
+    cleaned[points[outlier]] = 0.0
+    return _restore(cleaned.view_as(values), rank)
 
 
 PREFILL_METHODS = {'fast': fill_in_fast, 'multiscale': fill_in_multiscale}
