@@ -135,3 +135,61 @@ def test_brief_training_improves_from_first_to_last_output() -> None:
     print('steps', step + 1, 'errors per output', errors, 'prefill', prefill_error)
     assert errors[-1] < errors[0], errors
     assert errors[-1] < prefill_error, (errors, prefill_error)
+
+
+# ------------------------------------------------------------------ inference fast path (fused eval copy)
+def randomise_batch_norm(model: torch.nn.Module, seed: int) -> None:
+    """Non-trivial running statistics and affine parameters, so folding them actually changes the weights."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                n = module.num_features
+                module.running_mean.copy_(torch.rand(n, generator=generator) - 0.5)
+                module.running_var.copy_(0.5 + 1.5 * torch.rand(n, generator=generator))
+                module.weight.copy_(0.5 + torch.rand(n, generator=generator))
+                module.bias.copy_(0.4 * torch.rand(n, generator=generator) - 0.2)
+
+
+@pytest.mark.parametrize('variant', ['mini', 'tiny'])
+def test_fused_inference_copy_matches_the_eval_model(variant: str) -> None:
+    from depth_completion_ros.model.inference import fuse_for_inference
+    torch.manual_seed(0)
+    model = build_model(replace(VARIANTS[variant], survival_prob=0.8)).eval()     # eval scales residuals
+    randomise_batch_norm(model, seed=1)
+    before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    fused = fuse_for_inference(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+    after = model.state_dict()
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    channels_last = fuse_for_inference(model).to(memory_format=torch.channels_last)
+    for size in [(37, 61), (64, 96)]:
+        inputs = make_inputs(1, *size, seed=2)
+        with torch.inference_mode():
+            expected = model(*inputs)
+            for candidate in (fused, channels_last):
+                got = candidate(*inputs)
+                for a, b in zip(got, expected, strict=True):
+                    assert a.shape == b.shape
+                    assert float((a - b).abs().max()) < 1e-4          # metres
+
+
+def test_depth_completer_fused_path_matches_and_follows_state_changes() -> None:
+    import numpy as np
+
+    from depth_completion_ros.model.inference import DepthCompleter
+    rgb, sparse, _, _ = make_inputs(1, 48, 80, seed=3)
+    rgb_np = rgb[0].permute(1, 2, 0).round().to(torch.uint8).numpy()
+    sparse_np = sparse[0, 0].numpy()
+    torch.manual_seed(0)
+    plain = DepthCompleter('mini', weights=None, device='cpu', fuse=False)
+    randomise_batch_norm(plain.model, seed=4)
+    fast = DepthCompleter('mini', weights=None, device='cpu')
+    fast.model.load_state_dict(plain.model.state_dict())
+    expected = plain.complete(rgb_np, sparse_np).depth
+    got = fast.complete(rgb_np, sparse_np).depth
+    assert np.abs(got - expected).max() < 1e-4
+    assert fast.network() is fast.network()                       # cached while the weights stay the same
+    randomise_batch_norm(plain.model, seed=5)                      # new weights loaded after first use
+    fast.model.load_state_dict(plain.model.state_dict())
+    assert np.abs(fast.complete(rgb_np, sparse_np).depth - plain.complete(rgb_np, sparse_np).depth).max() < 1e-4

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,8 +10,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from ..core.prefill import prefill as run_prefill
+from .blocks import BasicBlock
 from .lrru import LRRU, build_model
 from .weights import load_model
 
@@ -33,6 +36,57 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return resolved
 
 
+def _fold_batch_norm(conv: nn.Conv2d | nn.ConvTranspose2d, bn: nn.BatchNorm2d, scale: float = 1.0) -> nn.Module:
+    """A copy of ``conv`` (with bias) computing ``scale * bn(conv(x))`` with ``bn``'s running statistics."""
+    factor = bn.running_var.double().add(bn.eps).rsqrt()
+    if bn.weight is not None:
+        factor = factor * bn.weight.double()
+    shift = -bn.running_mean.double() * factor
+    if bn.bias is not None:
+        shift = shift + bn.bias.double()
+    if conv.bias is not None:
+        shift = shift + conv.bias.double() * factor
+    fused = copy.deepcopy(conv)
+    weight = conv.weight.double()
+    if isinstance(conv, nn.ConvTranspose2d):                  # weight: in, out/groups, kh, kw
+        if conv.groups != 1:
+            raise ValueError('grouped transposed convolutions are not folded')
+        weight = weight * factor.view(1, -1, 1, 1)
+    else:                                                     # weight: out, in/groups, kh, kw
+        weight = weight * factor.view(-1, 1, 1, 1)
+    fused.weight = nn.Parameter((weight * scale).to(conv.weight.dtype), requires_grad=False)
+    fused.bias = nn.Parameter((shift * scale).to(conv.weight.dtype), requires_grad=False)
+    return fused
+
+
+def fuse_for_inference(model: nn.Module) -> nn.Module:
+    """An eval-only copy of ``model`` with every BatchNorm folded into the convolution before it.
+
+    Also folds the eval-time stochastic-depth factor of :class:`BasicBlock` (``survival_prob * residual``) into
+    its second convolution. The trained module and the weights format are untouched; outputs agree with the
+    unfused eval model up to float rounding (``test/test_model.py``).
+    """
+    fused = copy.deepcopy(model).eval()
+    for module in list(fused.modules()):
+        if isinstance(module, nn.Sequential):
+            children = list(module.named_children())
+            for (name, child), (next_name, following) in zip(children[:-1], children[1:], strict=True):
+                if isinstance(child, (nn.Conv2d, nn.ConvTranspose2d)) and isinstance(following, nn.BatchNorm2d):
+                    setattr(module, name, _fold_batch_norm(child, following))
+                    setattr(module, next_name, nn.Identity())
+        elif isinstance(module, BasicBlock):
+            module.conv1 = _fold_batch_norm(module.conv1, module.bn1)
+            module.conv2 = _fold_batch_norm(module.conv2, module.bn2, scale=module.survival_prob)
+            module.bn1, module.bn2 = nn.Identity(), nn.Identity()
+            module.survival_prob = 1.0
+    for module in fused.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            raise ValueError(f'BatchNorm left unfolded in {type(model).__name__}: {module}')
+    for parameter in fused.parameters():
+        parameter.requires_grad_(False)
+    return fused
+
+
 class DepthCompleter:
     """Runs prefill + LRRU on one frame.
 
@@ -40,11 +94,15 @@ class DepthCompleter:
     or ``None`` for random initialisation (tests only).
     ``precision``: fp32 | fp16 | bf16 (autocast; the TDU aggregation itself stays fp32). ``channels_last`` is
     applied on CUDA only. ``prefill_only`` skips the network (returns the ip_basic prefill).
+    ``fuse`` (default): run an eval-only copy with BatchNorm folded into the convolutions
+    (:func:`fuse_for_inference`), in channels_last on CPU (faster there with oneDNN); ``self.model`` stays the
+    trained module (its ``state_dict`` format is unchanged) and the copy is rebuilt if its tensors change.
+    Outputs agree with the unfused model up to float rounding.
     """
 
     def __init__(self, variant: str = 'mini', weights: str | Path | None = 'lrru_mini', device: str = 'auto',
                  precision: str = 'fp32', prefill_only: bool = False, channels_last: bool = False,
-                 prefill_method: str = 'fast') -> None:
+                 prefill_method: str = 'fast', fuse: bool = True) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f'precision must be one of {", ".join(PRECISIONS)}, got {precision!r}')
         self.device = resolve_device(device)
@@ -53,6 +111,9 @@ class DepthCompleter:
         self.prefill_method = prefill_method
         self.metadata: dict[str, Any] = {}
         self.model: LRRU | None = None
+        self.fuse = fuse
+        self._fused: nn.Module | None = None
+        self._fused_key: tuple | None = None
         if not prefill_only:
             if weights == 'lrru_mini' and variant != 'mini':
                 weights = f'lrru_{variant}'       # the default name follows the requested variant
@@ -68,6 +129,23 @@ class DepthCompleter:
         else:
             self.channels_last = False
         self.variant = variant
+
+    def network(self) -> nn.Module:
+        """The module that ``complete`` runs: the fused copy (rebuilt when ``self.model``'s tensors changed,
+        e.g. after ``load_state_dict``) or, with ``fuse=False``, ``self.model`` itself."""
+        if self.model is None:
+            raise RuntimeError('prefill_only completer has no network')
+        if not self.fuse:
+            return self.model
+        tensors = [*self.model.parameters(), *self.model.buffers()]
+        key = tuple((id(t), t.data_ptr(), t._version) for t in tensors)
+        if self._fused is None or key != self._fused_key:
+            with torch.inference_mode(False), torch.no_grad():
+                fused = fuse_for_inference(self.model)
+                if self.channels_last or self.device.type == 'cpu':
+                    fused = fused.to(memory_format=torch.channels_last)
+            self._fused, self._fused_key = fused, key
+        return self._fused
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.precision == 'fp32':
@@ -103,7 +181,7 @@ class DepthCompleter:
         if self.channels_last:
             rgb_t = rgb_t.contiguous(memory_format=torch.channels_last)
         with self._autocast():
-            outputs = self.model(rgb_t, sparse_t, dense, anchors)
+            outputs = self.network()(rgb_t, sparse_t, dense, anchors)
         depth = outputs[-1][0, 0].float()
         self._sync()
         timings['network'] = (time.perf_counter() - start) * 1e3
