@@ -42,6 +42,11 @@ def test_tiny_training_run_lowers_loss(tmp_path: Path) -> None:
     held_out = MixedDepthDataset(parse_mix('synthetic:street'), (32, 64), length=8, seed=99, augment=False)
     batch = torch.utils.data.default_collate([held_out[i] for i in range(8)])
     assert _fixed_batch_loss(run / 'lrru_mini.safetensors', batch) < _fixed_batch_loss(None, batch)
+    # The shared aggregation stays frozen at (ones, 0): updates remain pure zero-sum residuals.
+    from depth_completion_ros.model import load_model
+
+    model, _ = load_model(run / 'lrru_mini.safetensors')
+    assert float(model.aggregation.bias.detach()) == 0.0 and bool(torch.all(model.aggregation.weight == 1.0))
 
 
 def test_checkpoint_resume(tmp_path: Path) -> None:

@@ -37,6 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--rgbd-intrinsics', type=float, nargs=4, metavar=('FX', 'FY', 'CX', 'CY'), default=None,
                         help='intrinsics for rgbd: folders without intrinsics.json')
     parser.add_argument('--rgbd-depth-scale', type=float, default=None, help='stored depth units per metre')
+    parser.add_argument('--learn-aggregation', action='store_true',
+                        help='also train the shared TDU kernel/bias (LRRU does; frozen by default, see MODEL_CARD)')
     parser.add_argument('--quiet', action='store_true', help='no progress bar')
 
 
@@ -55,7 +57,7 @@ def main(args: argparse.Namespace) -> int:
         augment=not args.no_augment, device=args.device, out_dir=args.out, resume=args.resume,
         init_weights=args.init_weights, checkpoint_every=args.checkpoint_every, log_every=args.log_every,
         rgbd_intrinsics=tuple(args.rgbd_intrinsics) if args.rgbd_intrinsics else None,
-        rgbd_depth_scale=args.rgbd_depth_scale)
+        rgbd_depth_scale=args.rgbd_depth_scale, freeze_aggregation=not args.learn_aggregation)
     summary = train(config, progress=not args.quiet)
     if summary:
         print(json.dumps({k: summary[k] for k in ('iterations', 'wall_seconds', 'first_loss', 'final_loss')}))
