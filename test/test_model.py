@@ -190,3 +190,24 @@ def test_depth_completer_fused_path_matches_and_follows_state_changes() -> None:
     randomise_batch_norm(plain.model, seed=5)                      # new weights loaded after first use
     fast.model.load_state_dict(plain.model.state_dict())
     assert np.abs(fast.complete(rgb_np, sparse_np).depth - plain.complete(rgb_np, sparse_np).depth).max() < 1e-4
+
+
+def test_depth_completer_replaces_non_physical_network_depth_with_the_prefill() -> None:
+    """Residual updates are unbounded: where the network's last output is <= 0.1 m (here forced negative on the
+    left half), the completer returns the prefill there and the network's value elsewhere."""
+    from depth_completion_ros.model import DepthCompleter
+
+    class LeftHalfNegative(torch.nn.Module):
+        def forward(self, rgb, sparse, fill, anchors):
+            out = fill + 1.0
+            out[..., : out.shape[-1] // 2] = -2.0
+            return [out] * 4
+
+    completer = DepthCompleter(weights=None, device='cpu')
+    completer.network = lambda: LeftHalfNegative()       # the module complete() runs
+    _, sparse, _, _, _ = constructed_scene(1, 32, 48, seed=3)
+    rgb = torch.zeros(32, 48, 3, dtype=torch.uint8).numpy()
+    result = completer.complete(rgb, sparse[0, 0].numpy())
+    assert (result.depth > 0.1).all()
+    assert torch.equal(torch.from_numpy(result.depth[:, :24]), torch.from_numpy(result.prefill[:, :24]))
+    assert torch.allclose(torch.from_numpy(result.depth[:, 24:]), torch.from_numpy(result.prefill[:, 24:]) + 1.0)

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..core.prefill import VALID_THRESHOLD
 from ..core.prefill import prefill as run_prefill
 from .blocks import BasicBlock
 from .lrru import LRRU, build_model
@@ -183,6 +184,9 @@ class DepthCompleter:
         with self._autocast():
             outputs = self.network()(rgb_t, sparse_t, dense, anchors)
         depth = outputs[-1][0, 0].float()
+        # The residual updates are unbounded; where they leave the physical range (<= 0.1 m, the prefill's own
+        # validity threshold) the prefill is the better estimate. Keeps zero/negative depths out of the output.
+        depth = torch.where(depth > VALID_THRESHOLD, depth, dense[0, 0].float())
         self._sync()
         timings['network'] = (time.perf_counter() - start) * 1e3
         timings['total'] = timings['prefill'] + timings['network']
