@@ -192,9 +192,10 @@ def test_depth_completer_fused_path_matches_and_follows_state_changes() -> None:
     assert np.abs(fast.complete(rgb_np, sparse_np).depth - plain.complete(rgb_np, sparse_np).depth).max() < 1e-4
 
 
-def test_depth_completer_replaces_non_physical_network_depth_with_the_prefill() -> None:
-    """Residual updates are unbounded: where the network's last output is <= 0.1 m (here forced negative on the
-    left half), the completer returns the prefill there and the network's value elsewhere."""
+def test_depth_completer_floors_network_depth_at_the_nearest_measurement() -> None:
+    """Residual updates are unbounded: where the network's last output is nearer than every measured point
+    (here forced negative on the left half), the completer returns the nearest measured depth; elsewhere the
+    network's value is untouched."""
     from depth_completion_ros.model import DepthCompleter
 
     class LeftHalfNegative(torch.nn.Module):
@@ -205,9 +206,10 @@ def test_depth_completer_replaces_non_physical_network_depth_with_the_prefill() 
 
     completer = DepthCompleter(weights=None, device='cpu')
     completer.network = lambda: LeftHalfNegative()       # the module complete() runs
-    _, sparse, _, _, _ = constructed_scene(1, 32, 48, seed=3)
+    _, sparse, _, anchors, _ = constructed_scene(1, 32, 48, seed=3)
+    nearest = float(anchors[anchors > 0.1].min())
     rgb = torch.zeros(32, 48, 3, dtype=torch.uint8).numpy()
     result = completer.complete(rgb, sparse[0, 0].numpy())
-    assert (result.depth > 0.1).all()
-    assert torch.equal(torch.from_numpy(result.depth[:, :24]), torch.from_numpy(result.prefill[:, :24]))
+    assert nearest > 1.0
+    assert (result.depth[:, :24] == nearest).all()
     assert torch.allclose(torch.from_numpy(result.depth[:, 24:]), torch.from_numpy(result.prefill[:, 24:]) + 1.0)

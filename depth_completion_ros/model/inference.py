@@ -184,9 +184,12 @@ class DepthCompleter:
         with self._autocast():
             outputs = self.network()(rgb_t, sparse_t, dense, anchors)
         depth = outputs[-1][0, 0].float()
-        # The residual updates are unbounded; where they leave the physical range (<= 0.1 m, the prefill's own
-        # validity threshold) the prefill is the better estimate. Keeps zero/negative depths out of the output.
-        depth = torch.where(depth > VALID_THRESHOLD, depth, dense[0, 0].float())
+        # The residual updates are unbounded and can overshoot to ~0 or negative depth far from any measurement
+        # (seen on NYU-density input). Nothing in the frame supports a surface nearer than the nearest measured
+        # point, so that is the floor: it keeps zero/negative depths (and iRMSE blow-ups) out of the output.
+        measured = anchors[anchors > VALID_THRESHOLD]
+        floor = measured.min() if measured.numel() else torch.tensor(VALID_THRESHOLD, device=depth.device)
+        depth = torch.maximum(depth, floor)
         self._sync()
         timings['network'] = (time.perf_counter() - start) * 1e3
         timings['total'] = timings['prefill'] + timings['network']
