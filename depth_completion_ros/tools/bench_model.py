@@ -93,10 +93,13 @@ def _inputs(height: int, width: int, device: torch.device) -> tuple[torch.Tensor
 
 
 def bench_network(variant: str, height: int, width: int, device: torch.device, runs: int, precision: str = 'fp32',
-                  channels_last: bool = False, compiled: bool = False) -> dict[str, Any]:
+                  channels_last: bool = False, compiled: bool = False, fused: bool = False) -> dict[str, Any]:
     from depth_completion_ros.model import build_model
+    from depth_completion_ros.model.inference import fuse_for_inference
 
     model = build_model(variant).eval().to(device)
+    if fused:                    # what DepthCompleter (and so the node) runs: BatchNorm folded into the convs
+        model = fuse_for_inference(model)
     inputs = _inputs(height, width, device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -110,7 +113,8 @@ def bench_network(variant: str, height: int, width: int, device: torch.device, r
             runner(*inputs)
 
     row: dict[str, Any] = {'variant': variant, 'size': f'{height}x{width}', 'device': device.type,
-                           'precision': precision, 'channels_last': channels_last, 'compile': compiled}
+                           'precision': precision, 'channels_last': channels_last, 'compile': compiled,
+                           'fused': fused}
     if device.type == 'cuda':
         forward()
         torch.cuda.synchronize(device)
@@ -203,12 +207,15 @@ def main(args: argparse.Namespace) -> int:
                           else ('cpu' if args.device == 'auto' else args.device))
     sizes = [tuple(int(v) for v in size.lower().split('x')) for size in args.sizes.split(',') if size]
     variants = [v.strip() for v in args.variants.split(',') if v.strip()]
-    configs: list[dict[str, Any]] = [{'precision': 'fp32', 'channels_last': False, 'compiled': False}]
+    # Eager as trained, then the node's path (BatchNorm folded; channels_last, which oneDNN prefers on CPU too).
+    configs: list[dict[str, Any]] = [{'precision': 'fp32', 'channels_last': False, 'compiled': False},
+                                     {'precision': 'fp32', 'channels_last': True, 'compiled': False, 'fused': True}]
     if device.type == 'cuda':
-        configs = [{'precision': p, 'channels_last': cl, 'compiled': False}
+        configs = [{'precision': p, 'channels_last': cl, 'compiled': False, 'fused': cl}
                    for p in ('fp32', 'fp16', 'bf16') for cl in (False, True)]
         if args.compile:
-            configs += [{'precision': p, 'channels_last': True, 'compiled': True} for p in ('fp32', 'fp16')]
+            configs += [{'precision': p, 'channels_last': True, 'compiled': True, 'fused': True}
+                        for p in ('fp32', 'fp16')]
     network_rows = []
     for variant in variants:
         for height, width in sizes:
@@ -217,7 +224,8 @@ def main(args: argparse.Namespace) -> int:
                 network_rows.append(row)
                 if not args.json:
                     print(f"{variant:6s} {row['size']:>9s} {device.type:4s} {config['precision']:4s} "
-                          f"cl={int(config['channels_last'])} compile={int(config['compiled'])}  "
+                          f"cl={int(config['channels_last'])} compile={int(config['compiled'])} "
+                          f"fused={int(config.get('fused', False))}  "
                           f"median {row['median_ms']:9.1f} ms   peak {row['peak_mem_mb']:8.1f} MB", flush=True)
     prefill_rows = []
     if not args.skip_prefill:
