@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -33,6 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--latency-hz', type=float, default=10.0, help='rate of the latency run')
     parser.add_argument('--device', default='auto', choices=('auto', 'cpu', 'cuda'))
 
+OUTPUT_TOPICS = ('/depth_completion/depth', '/depth_completion/timings')
+
 
 class OutputCounter:
     """In-process subscriber of the node's depth output and per-frame timings."""
@@ -46,8 +49,9 @@ class OutputCounter:
         self.node = node
         self.depth_stamps: set[int] = set()
         self.timings: list[dict] = []
-        node.create_subscription(Image, '/depth_completion/depth', self._on_depth, make_qos('reliable', 50))
-        node.create_subscription(String, '/depth_completion/timings', self._on_timings, make_qos('reliable', 50))
+        depth_topic, timings_topic = OUTPUT_TOPICS
+        node.create_subscription(Image, depth_topic, self._on_depth, make_qos('reliable', 50))
+        node.create_subscription(String, timings_topic, self._on_timings, make_qos('reliable', 50))
 
     def _on_depth(self, msg: Any) -> None:
         self.depth_stamps.add(msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec)
@@ -109,13 +113,18 @@ def bench_config(bench: Any, counter: OutputCounter, label: str, bag: Path, fram
     try:
         if not node.wait_for_output('ready:', 120.0):
             return {'config': label, 'error': node.output()[-500:]}
+        # The player waits for the node's subscriptions; our counter must also have discovered the node's
+        # publishers, or a fast configuration's first outputs are lost and read as drops.
+        _spin_while(bench, lambda: min(bench.count_publishers(topic) for topic in OUTPUT_TOPICS) == 0, 30.0)
+        _spin_while(bench, lambda: True, 0.5)
         steps = []
         rate = args.start_hz
         sustained = None
         for _ in range(args.max_steps):
             step = run_step(bench, counter, bag, frames, rate, workdir, drain_s=15.0)
             steps.append(step)
-            print(f'bench node: {label} at {rate:.2f} Hz -> {step["frames_out"]}/{frames} frames', flush=True)
+            print(f'bench node: {label} at {rate:.2f} Hz -> {step["frames_out"]}/{frames} frames',
+                  file=sys.stderr, flush=True)   # progress on stderr: stdout stays one JSON object with --json
             if step['drop_fraction'] > 0.05:
                 break
             sustained = step
