@@ -84,7 +84,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
       runtime=True),
     P('output.encoding', '32FC1', 'Output depth encoding: 32FC1 metres with NaN unknown (REP 118) or '
       '16UC1 millimetres with 0 unknown.', runtime=True, choices=('32FC1', '16UC1')),
-    P('cloud.enable', True, 'Publish the dense organized point cloud on `points_dense`.', runtime=True),
+    P('cloud.enable', True, 'Publish the dense organized point cloud on `~/points`.', runtime=True),
     P('cloud.stride', 1, 'Keep every n-th pixel in rows and columns of the output cloud.',
       runtime=True, min_value=1, max_value=16, step=1),
     P('cloud.color', True, 'XYZRGB output cloud (false: XYZ).', runtime=True),
