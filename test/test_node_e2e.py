@@ -8,11 +8,11 @@ on two cores; the network path is covered by the demo and the benchmark.
 from __future__ import annotations
 
 import signal
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from ros_helpers import TopicDriver
 
 from depth_completion_ros.core.camera import CameraModel
 from depth_completion_ros.core.projection import project_points
@@ -139,49 +139,25 @@ def _points(with_nan: bool = True) -> np.ndarray:
     return points
 
 
-class Driver:
+class Driver(TopicDriver):
     """Publishers/subscribers of the node's topics in this process (rclpy)."""
 
     def __init__(self) -> None:
-        import rclpy
         from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
-        from depth_completion_ros.ros.qos import make_qos
-
-        if not rclpy.ok():
-            rclpy.init()
-        self.rclpy = rclpy
-        self.node = rclpy.create_node('e2e_driver')
+        super().__init__('e2e_driver')
         self.pubs = {}
         for qos in ('reliable', 'best_effort'):
-            profile = make_qos(qos, 5)
-            self.pubs[qos] = (self.node.create_publisher(CameraInfo, '/in/camera_info', profile),
-                              self.node.create_publisher(Image, '/in/image', profile),
-                              self.node.create_publisher(PointCloud2, '/in/points', profile))
-        self.received: dict[str, dict[int, object]] = {'reliable': {}, 'best_effort': {}, 'points': {}}
+            self.pubs[qos] = (self.publisher(CameraInfo, '/in/camera_info', qos),
+                              self.publisher(Image, '/in/image', qos),
+                              self.publisher(PointCloud2, '/in/points', qos))
         for qos in ('reliable', 'best_effort'):
-            self.node.create_subscription(Image, f'{OUTPUT_NS}/depth', self._store(qos), make_qos(qos, 10))
-        self.node.create_subscription(PointCloud2, f'{OUTPUT_NS}/points', self._store('points'),
-                                      make_qos('reliable', 10))
+            self.subscribe(qos, Image, f'{OUTPUT_NS}/depth', qos)
+        self.subscribe('points', PointCloud2, f'{OUTPUT_NS}/points')
         self.stamp_s = 100
 
-    def _store(self, key: str):
-        def callback(msg) -> None:
-            self.received[key][msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec] = msg
-        return callback
-
-    def spin_until(self, condition, timeout_s: float) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            self.rclpy.spin_once(self.node, timeout_sec=0.05)
-            if condition():
-                return True
-        return False
-
     def wait_matched(self, node_process: RosProcess, timeout_s: float = 20.0) -> None:
-        pubs = [p for trio in self.pubs.values() for p in trio]
-        assert self.spin_until(lambda: all(p.get_subscription_count() > 0 for p in pubs), timeout_s), \
-            node_process.output()[-2000:]
+        super().wait_matched([p for trio in self.pubs.values() for p in trio], node_process, timeout_s)
 
     def send(self, qos: str = 'reliable', *, encoding: str = 'rgb8', image_size: tuple[int, int] = (WIDTH, HEIGHT),
              points: np.ndarray | None = None, frame_id: str = 'cam', zero_stamp: bool = False) -> int:
@@ -203,12 +179,9 @@ class Driver:
         cloud_pub.publish(cloud)
         return stamp[0] * 10**9
 
-    def expect_output(self, stamp_ns: int, keys: tuple[str, ...] = ('reliable', 'best_effort'),
+    def expect_output(self, stamp: int, keys: tuple[str, ...] = ('reliable', 'best_effort'),
                       timeout_s: float = 10.0) -> bool:
-        return self.spin_until(lambda: all(stamp_ns in self.received[k] for k in keys), timeout_s)
-
-    def close(self) -> None:
-        self.node.destroy_node()
+        return super().expect_output(stamp, keys, timeout_s)
 
 
 @pytest.fixture(scope='module')
