@@ -9,12 +9,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from depth_completion_ros.core.conversions import stamp_to_ns
 from depth_completion_ros.ros.runtime import RosProcess
 
 
 def stamp_ns(msg: Any) -> int:
     """header.stamp of a message in nanoseconds."""
-    return int(msg.header.stamp.sec) * 10**9 + int(msg.header.stamp.nanosec)
+    return stamp_to_ns(msg.header.stamp)
 
 
 class TopicDriver:

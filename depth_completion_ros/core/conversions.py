@@ -20,8 +20,13 @@ import numpy as np
 __all__ = [
     'UnsupportedEncodingError', 'CloudArrays', 'image_to_numpy', 'numpy_to_image', 'image_to_rgb',
     'depth_image_to_metres', 'metres_to_depth_image', 'pointcloud2_to_arrays', 'arrays_to_pointcloud2',
-    'POINTFIELD_DTYPES', 'encoding_layout',
+    'POINTFIELD_DTYPES', 'encoding_layout', 'stamp_to_ns',
 ]
+
+
+def stamp_to_ns(stamp: Any) -> int:
+    """builtin_interfaces/Time (rclpy or rosbags) -> integer nanoseconds; pass ``msg.header.stamp``."""
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
 
 class UnsupportedEncodingError(ValueError):

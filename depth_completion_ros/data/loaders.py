@@ -16,6 +16,12 @@ from typing import Any
 import numpy as np
 
 from depth_completion_ros.core.camera import CameraModel
+from depth_completion_ros.core.conversions import (
+    depth_image_to_metres,
+    image_to_rgb,
+    pointcloud2_to_arrays,
+    stamp_to_ns,
+)
 from depth_completion_ros.core.transforms import RigidTransform
 
 KITTI_DEFAULT_FX = 721.5377          # used only when a KITTI-DC frame comes without any calibration file
@@ -221,10 +227,6 @@ class RGBDFolder:
 
 
 # ------------------------------------------------------------------------------------------------------ rosbag
-def _stamp_ns(msg: Any) -> int:
-    return int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
-
-
 def _find_transform(edges: dict[tuple[str, str], RigidTransform], target: str, source: str) -> RigidTransform | None:
     """T_target_source through the TF tree (edges hold T_parent_child); breadth-first over both directions."""
     if target == source:
@@ -293,9 +295,9 @@ class RosbagSource:
             for conn, _t, raw in reader.messages(connections=connections):
                 msg = reader.deserialize(raw, conn.msgtype)
                 if conn.topic == image_topic:
-                    self._images.append((_stamp_ns(msg), msg))
+                    self._images.append((stamp_to_ns(msg.header.stamp), msg))
                 elif conn.topic in (points_topic, depth_topic):
-                    self._depths.append((_stamp_ns(msg), msg))
+                    self._depths.append((stamp_to_ns(msg.header.stamp), msg))
                 elif conn.topic == info_topic:
                     if self._info is None:
                         self._info = msg
@@ -320,7 +322,6 @@ class RosbagSource:
         return len(self.pairs)
 
     def __getitem__(self, index: int) -> Sample:
-        from depth_completion_ros.core.conversions import depth_image_to_metres, image_to_rgb, pointcloud2_to_arrays
         from depth_completion_ros.core.projection import project_points
 
         i, j = self.pairs[index]

@@ -32,6 +32,7 @@ from std_msgs.msg import Float64, String
 
 from depth_completion_ros.core import conversions
 from depth_completion_ros.core.camera import CameraModel, CameraModelError
+from depth_completion_ros.core.conversions import stamp_to_ns
 from depth_completion_ros.core.pipeline import DepthCompletionPipeline, FrameError, FrameOutput, PipelineSettings
 from depth_completion_ros.ros import params as param_table
 from depth_completion_ros.ros.diagnostics import (
@@ -52,10 +53,6 @@ CAMERA_INFO_HISTORY = 20
 
 class StartupError(RuntimeError):
     """The node cannot start (bad configuration or weights): one line for the user, non-zero exit."""
-
-
-def stamp_to_ns(stamp: Any) -> int:
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
 
 @dataclass

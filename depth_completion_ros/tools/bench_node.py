@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from depth_completion_ros.core.conversions import stamp_to_ns
 from depth_completion_ros.ros import bagio
 
 BAG_RATE_HZ = 10.0
@@ -54,7 +55,7 @@ class OutputCounter:
         node.create_subscription(String, timings_topic, self._on_timings, make_qos('reliable', 50))
 
     def _on_depth(self, msg: Any) -> None:
-        self.depth_stamps.add(msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec)
+        self.depth_stamps.add(stamp_to_ns(msg.header.stamp))
 
     def _on_timings(self, msg: Any) -> None:
         self.timings.append(json.loads(msg.data))

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from depth_completion_ros.core.conversions import stamp_to_ns
 from depth_completion_ros.ros import bagio
 
 DEFAULT_FRAMES = 20
@@ -53,10 +54,6 @@ def sample_bag(cache: Path, frames: int) -> Path:
         print(f'demo: generating the synthetic sample bag ({frames} frames at 10 Hz) in {bag} ...', flush=True)
         make_bag('synthetic', bag, frames=frames)
     return bag
-
-
-def _stamp(msg: Any) -> int:
-    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
 
 
 def _depth_array(msg: Any) -> np.ndarray:
@@ -115,14 +112,14 @@ def analyse(bag: Path, out_bag: Path, out: Path, image_topic: str, gt_topic: str
         elif raw.topic == f'{ns}/timings':
             processing.append(float(json.loads(msg.data)['processing_ms']))
         elif raw.topic in (f'{ns}/depth', f'{ns}/debug/sparse', f'{ns}/debug/prefill', f'{ns}/points'):
-            outputs[raw.topic.rsplit('/', 1)[1]][_stamp(msg)] = msg
+            outputs[raw.topic.rsplit('/', 1)[1]][stamp_to_ns(msg.header.stamp)] = msg
     rgbs: dict[int, np.ndarray] = {}
     gts: dict[int, np.ndarray] = {}
     for raw, msg in bagio.read_messages(bag, [image_topic, gt_topic]):
-        if raw.topic == image_topic and _stamp(msg) in outputs['depth']:
-            rgbs[_stamp(msg)] = np.array(image_to_rgb(msg))
-        elif raw.topic == gt_topic and _stamp(msg) in outputs['depth']:
-            gts[_stamp(msg)] = _depth_array(msg)
+        if raw.topic == image_topic and stamp_to_ns(msg.header.stamp) in outputs['depth']:
+            rgbs[stamp_to_ns(msg.header.stamp)] = np.array(image_to_rgb(msg))
+        elif raw.topic == gt_topic and stamp_to_ns(msg.header.stamp) in outputs['depth']:
+            gts[stamp_to_ns(msg.header.stamp)] = _depth_array(msg)
 
     previews = out / 'previews'
     previews.mkdir(parents=True, exist_ok=True)
