@@ -46,7 +46,8 @@ class FrameOutput:
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
-def _ms_since(start: float) -> float:
+def elapsed_ms(start: float) -> float:
+    """Milliseconds since ``start`` (a ``time.perf_counter()`` value)."""
     return (time.perf_counter() - start) * 1000.0
 
 
@@ -105,7 +106,7 @@ class DepthCompletionPipeline:
         sparse = np.zeros((height, width), np.float32)
         sparse[::4, ::4] = 5.0
         self.complete(np.zeros((height, width, 3), np.uint8), sparse, camera)
-        return _ms_since(start)
+        return elapsed_ms(start)
 
     # -- sparse depth ------------------------------------------------------------------------------------------
     def sparse_from_points(self, points_sensor: np.ndarray, camera: CameraModel,
@@ -126,7 +127,7 @@ class DepthCompletionPipeline:
         points_cam = T_cam_sensor.apply(xyz)
         sparse = project_points(points_cam, camera, min_range=self.settings.min_range,
                                 max_range=self.settings.max_range)
-        return np.asarray(sparse, dtype=np.float32), _ms_since(start)
+        return np.asarray(sparse, dtype=np.float32), elapsed_ms(start)
 
     def sparse_from_depth(self, depth_m: np.ndarray, depth_camera: CameraModel | None, camera: CameraModel,
                           T_cam_depth: RigidTransform | None) -> tuple[np.ndarray, float]:
@@ -151,7 +152,7 @@ class DepthCompletionPipeline:
         sparse[~np.isfinite(sparse)] = 0.0
         out_of_range = (sparse < self.settings.min_range) | (sparse > self.settings.max_range)
         sparse[out_of_range] = 0.0
-        return sparse, _ms_since(start)
+        return sparse, elapsed_ms(start)
 
     # -- completion and cloud ----------------------------------------------------------------------------------
     def complete(self, rgb: np.ndarray, sparse: np.ndarray, camera: CameraModel) -> FrameOutput:
@@ -175,7 +176,7 @@ class DepthCompletionPipeline:
 
         start = time.perf_counter()
         completion = completer.complete(rgb, sparse)
-        total_ms = _ms_since(start)
+        total_ms = elapsed_ms(start)
         reported = {k: float(v) for k, v in dict(getattr(completion, 'timings_ms', {}) or {}).items()}
         timings['prefill'] = reported.get('prefill', total_ms if not use_network else 0.0)
         timings['network'] = max(0.0, total_ms - timings['prefill']) if use_network else 0.0
@@ -193,7 +194,7 @@ class DepthCompletionPipeline:
         if settings.cloud_enable:
             start = time.perf_counter()
             cloud_xyz, cloud_rgb = self.organized_cloud(depth, rgb, camera)
-            timings['cloud'] = _ms_since(start)
+            timings['cloud'] = elapsed_ms(start)
         return FrameOutput(depth=depth, sparse=sparse, prefill=prefill, cloud_xyz=cloud_xyz, cloud_rgb=cloud_rgb,
                            used_network=use_network, timings_ms=timings)
 

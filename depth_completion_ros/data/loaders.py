@@ -22,6 +22,13 @@ from depth_completion_ros.core.conversions import (
     pointcloud2_to_arrays,
     stamp_to_ns,
 )
+from depth_completion_ros.core.kitti import (
+    kitti_sparse_depth,
+    list_kitti_object_frames,
+    load_kitti_object_frame,
+    read_calib,
+    read_image,
+)
 from depth_completion_ros.core.transforms import RigidTransform
 
 KITTI_DEFAULT_FX = 721.5377          # used only when a KITTI-DC frame comes without any calibration file
@@ -54,13 +61,6 @@ def bottom_crop(sample: Sample, height: int) -> Sample:
 def _natural_key(path: Path) -> list[Any]:
     """'2.png' before '10.png'."""
     return [int(tok) if tok.isdigit() else tok for tok in re.split(r'(\d+)', path.name)]
-
-
-def _read_rgb(path: Path) -> np.ndarray:
-    from PIL import Image
-
-    with Image.open(path) as image:
-        return np.asarray(image.convert('RGB'), dtype=np.uint8).copy()
 
 
 def read_depth_png(path: Path, scale: float) -> np.ndarray:
@@ -146,11 +146,10 @@ class KittiDepthCompletionFolder:
 
     def __getitem__(self, index: int) -> Sample:
         rgb_path, sparse_path, gt_path, intr_path = self.items[index]
-        rgb = _read_rgb(rgb_path)
+        rgb = read_image(rgb_path)
         height, width = rgb.shape[:2]
         K = np.array([[KITTI_DEFAULT_FX, 0, width / 2], [0, KITTI_DEFAULT_FX, height / 2], [0, 0, 1]])
         if intr_path is not None and intr_path.name.endswith('calib_cam_to_cam.txt'):
-            from depth_completion_ros.core.kitti import read_calib
 
             cam = 'P_rect_0' + rgb_path.parents[1].name[-1]
             K = read_calib(intr_path)[cam][:3, :3]
@@ -168,7 +167,6 @@ class KittiObjectFolder:
     No ground truth: use the ``holdout-points`` protocol / self-supervised training."""
 
     def __init__(self, root: str | Path) -> None:
-        from depth_completion_ros.core.kitti import list_kitti_object_frames
 
         self.root = Path(root)
         self.frame_ids = list_kitti_object_frames(self.root)
@@ -179,7 +177,6 @@ class KittiObjectFolder:
         return len(self.frame_ids)
 
     def __getitem__(self, index: int) -> Sample:
-        from depth_completion_ros.core.kitti import kitti_sparse_depth, load_kitti_object_frame
 
         frame = load_kitti_object_frame(self.root, self.frame_ids[index])
         return Sample(rgb=frame.rgb, sparse=kitti_sparse_depth(frame).astype(np.float32), gt=None,
@@ -217,7 +214,7 @@ class RGBDFolder:
 
     def __getitem__(self, index: int) -> Sample:
         color_path, depth_path = self.pairs[index]
-        rgb = _read_rgb(color_path)
+        rgb = read_image(color_path)
         depth = read_depth_png(depth_path, self.depth_scale)
         if depth.shape != rgb.shape[:2]:
             raise ValueError(f'{depth_path}: depth {depth.shape} does not match colour {rgb.shape[:2]}')

@@ -33,7 +33,13 @@ from std_msgs.msg import Float64, String
 from depth_completion_ros.core import conversions
 from depth_completion_ros.core.camera import CameraModel, CameraModelError
 from depth_completion_ros.core.conversions import stamp_to_ns
-from depth_completion_ros.core.pipeline import DepthCompletionPipeline, FrameError, FrameOutput, PipelineSettings
+from depth_completion_ros.core.pipeline import (
+    DepthCompletionPipeline,
+    FrameError,
+    FrameOutput,
+    PipelineSettings,
+    elapsed_ms,
+)
 from depth_completion_ros.ros import params as param_table
 from depth_completion_ros.ros.diagnostics import (
     LatencyWindow,
@@ -231,7 +237,7 @@ class DepthCompletionNode(Node):
         start = time.perf_counter()
         stamp_ns = stamp_to_ns(msg.header.stamp)
         result = self.sync.add_image(stamp_ns, msg) if is_image else self.sync.add_depth(stamp_ns, msg)
-        sync_ms = (time.perf_counter() - start) * 1000.0
+        sync_ms = elapsed_ms(start)
         if result.outcome is Outcome.ZERO_STAMP:
             self._warn('zero_stamp', f'{result.detail}: the driver must fill header.stamp; message dropped')
         elif result.outcome is Outcome.RESET:
@@ -296,12 +302,12 @@ class DepthCompletionNode(Node):
             cloud = conversions.pointcloud2_to_arrays(source_msg)
             if cloud.xyz.shape[0] == 0:
                 raise FrameError('point cloud is empty (or has no finite points)')
-            timings['decode'] = _ms(start)
+            timings['decode'] = elapsed_ms(start)
             T_cam_sensor = self.extrinsics.lookup(camera_frame, source_msg.header.frame_id, source_msg.header.stamp)
             sparse, timings['project'] = self.pipeline.sparse_from_points(cloud.xyz, camera, T_cam_sensor)
         else:
             depth_m = conversions.depth_image_to_metres(source_msg)
-            timings['decode'] = _ms(start)
+            timings['decode'] = elapsed_ms(start)
             if self.values['depth_registered']:
                 sparse, timings['project'] = self.pipeline.sparse_from_depth(depth_m, None, camera, None)
             else:
@@ -319,7 +325,7 @@ class DepthCompletionNode(Node):
         timings['encode'], timings['publish'] = self._publish(output, image_msg, info_msg)
 
         latency_ms = (time.monotonic() - frame.arrival) * 1000.0
-        processing_ms = _ms(start_total)
+        processing_ms = elapsed_ms(start_total)
         self.counters.frames_out += 1
         self.output_rate.tick()
         self.latency.add(latency_ms)
@@ -360,7 +366,7 @@ class DepthCompletionNode(Node):
                 (self.color_pub, conversions.numpy_to_image(_colourise(output.depth, self.settings.max_range),
                                                             'rgb8', header=header)),
             ]
-        encode_ms = _ms(start)
+        encode_ms = elapsed_ms(start)
 
         start = time.perf_counter()
         self.depth_pub.publish(depth_msg)
@@ -369,7 +375,7 @@ class DepthCompletionNode(Node):
             self.cloud_pub.publish(cloud_msg)
         for publisher, msg in debug_msgs:
             publisher.publish(msg)
-        return encode_ms, _ms(start)
+        return encode_ms, elapsed_ms(start)
 
     # ---------------------------------------------------------------------------------------------------------
     # parameters changed at run time
@@ -450,8 +456,6 @@ class _NoCameraInfo(RuntimeError):
     pass
 
 
-def _ms(start: float) -> float:
-    return (time.perf_counter() - start) * 1000.0
 
 
 def copy_camera_info(info: CameraInfo, header: Any) -> CameraInfo:
