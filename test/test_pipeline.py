@@ -1,4 +1,4 @@
-"""core/pipeline.py on a real KITTI frame (prefill only: the real ip_basic fill, no network) and on edge cases."""
+"""pipeline.py on a real KITTI frame (prefill only: the real ip_basic fill, no network) and on edge cases."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,8 +8,8 @@ import pytest
 
 from depth_completion_ros.core.camera import CameraModel
 from depth_completion_ros.core.kitti import kitti_sparse_depth, load_kitti_object_frame
-from depth_completion_ros.core.pipeline import DepthCompletionPipeline, FrameError, PipelineSettings, run_frame
 from depth_completion_ros.core.transforms import RigidTransform
+from depth_completion_ros.pipeline import DepthCompletionPipeline, FrameError, PipelineSettings, run_frame
 
 
 @pytest.fixture(scope='module')

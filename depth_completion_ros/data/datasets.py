@@ -88,7 +88,7 @@ class MixedDepthDataset(Dataset):
         return self.length
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        from depth_completion_ros.training.augment import augment
+        from depth_completion_ros.data.augment import augment
 
         rng = np.random.default_rng([self.seed, index])
         which = int(rng.choice(len(self.specs), p=self.probabilities))

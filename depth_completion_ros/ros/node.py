@@ -5,7 +5,7 @@ Per frame:
      (Image, with ``depth/camera_info`` when not registered) arrive on best-effort subscriptions;
   2. our own approximate-time sync pairs image and depth source (ros/sync.py) on the executor thread;
   3. the newest pair goes to a worker thread through a slot of one (a slower model drops frames, never queues);
-  4. the worker decodes, looks up the extrinsics, projects, completes (core/pipeline.py), encodes, publishes
+  4. the worker decodes, looks up the extrinsics, projects, completes (pipeline.py), encodes, publishes
      ``~/depth`` + ``~/camera_info`` (+ ``~/points``, debug images) with the camera's stamp and frame id;
   5. a timer publishes /diagnostics (rates, drops, latency, per-stage times).
 
@@ -33,7 +33,7 @@ from std_msgs.msg import Float64, String
 from depth_completion_ros.core import conversions
 from depth_completion_ros.core.camera import CameraModel, CameraModelError
 from depth_completion_ros.core.conversions import stamp_to_ns
-from depth_completion_ros.core.pipeline import (
+from depth_completion_ros.pipeline import (
     DepthCompletionPipeline,
     FrameError,
     FrameOutput,
