@@ -466,6 +466,7 @@ class DepthCompletionNode(Node):
             **{f'stage_{k}_ms': v for k, v in self.stage_times.means().items()},
             'mode': 'prefill_only' if self.settings.prefill_only else f'lrru_{self.values["model.variant"]}',
             'device': self.pipeline.device_name,
+            **{f'problem_{kind}': count for kind, count in sorted(c.problems.items())},
         }
 
     def _publish_diagnostics(self) -> None:
