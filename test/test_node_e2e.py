@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from ros_helpers import TopicDriver
+from ros_helpers import TopicDriver, start_node
 
 from depth_completion_ros.core.camera import CameraModel
 from depth_completion_ros.core.projection import project_points
@@ -23,7 +23,6 @@ from depth_completion_ros.ros.runtime import (
     OUTPUT_NS,
     RosProcess,
     module_args,
-    node_arguments,
     parse_final_stats,
     run_graph,
 )
@@ -189,10 +188,8 @@ class Driver(TopicDriver):
 def driven_node(tmp_path_factory: pytest.TempPathFactory):
     log_dir = tmp_path_factory.mktemp('driven')
     remaps = {'image': '/in/image', 'camera_info': '/in/camera_info', 'points': '/in/points'}
-    node = RosProcess('node', module_args(NODE_MODULE, *node_arguments(
-        params={**FAST_PARAMS, 'sync.slop': 0.02, 'extrinsics.source': 'parameters'}, remaps=remaps)),
-        log_dir / 'node.log')
-    assert node.wait_for_output('ready:', 90.0), node.output()[-2000:]
+    node = start_node(log_dir / 'node.log', {**FAST_PARAMS, 'sync.slop': 0.02, 'extrinsics.source': 'parameters'},
+                      remaps)
     driver = Driver()
     driver.wait_matched(node)
     yield node, driver

@@ -16,19 +16,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from ros_helpers import TopicDriver
+from ros_helpers import TopicDriver, start_node
 
 from depth_completion_ros.core import conversions
 from depth_completion_ros.core.camera import CameraModel
 from depth_completion_ros.core.kitti import load_kitti_object_frame
-from depth_completion_ros.ros.runtime import (
-    NODE_MODULE,
-    OUTPUT_NS,
-    RosProcess,
-    module_args,
-    node_arguments,
-    parse_final_stats,
-)
+from depth_completion_ros.ros.runtime import OUTPUT_NS, RosProcess, parse_final_stats
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -70,11 +63,8 @@ class FrameSender(TopicDriver):
         self.wait_matched([self.info_pub, self.image_pub, self.cloud_pub], node, 30.0)
 
 
-def _start_node(tmp_path: Path, params: dict, log_name: str = 'node.log') -> RosProcess:
-    node = RosProcess('node', module_args(NODE_MODULE, *node_arguments(params=params, remaps=REMAPS)),
-                      tmp_path / log_name)
-    assert node.wait_for_output('ready:', 120.0), node.output()[-2000:]
-    return node
+def _start_node(tmp_path: Path, params: dict) -> RosProcess:
+    return start_node(tmp_path / 'node.log', params, REMAPS)
 
 
 def _assert_clean_exit(node: RosProcess, status: int | None) -> dict:
