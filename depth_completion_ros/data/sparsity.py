@@ -27,16 +27,16 @@ from depth_completion_ros.data.holdout import sample_points
 __all__ = ['HDL64_ELEVATIONS_DEG', 'KITTI_T_CAM_VELO', 'ring_ids', 'reduce_beams', 'scan_depth', 'drop_points',
            'kinect_holes', 'sample_points', 'simulate_lidar_lines']
 
-# Elevation (degrees, seen from the sensor origin) of the 64 rings of KITTI's HDL-64E, top first: median ring
-# elevation over the shared KITTI scans (rings found by scan order as in ring_ids). Not the datasheet's nominal
-# +2 .. -24.8 deg: the lasers sit off the origin and KITTI's sensor is slightly tilted; seen from the origin, as
-# here, the rings lie at these angles for street-scale ranges.
+# Elevation (degrees, seen from the sensor origin) of the 64 rings of KITTI's HDL-64E, top first: per ring
+# (ring_ids), the median over the 55 full scans in ../shared/data of each scan's median ring elevation. Not the
+# datasheet's nominal +2 .. -24.8 deg: the lasers sit off the origin and KITTI's sensor is slightly tilted; seen
+# from the origin, as here, the rings lie at these angles for street-scale ranges.
 HDL64_ELEVATIONS_DEG = np.array([
-    2.85, 2.62, 2.39, 2.06, 1.67, 1.37, 1.02, 0.73, 0.36, 0.02, -0.35, -0.65, -1.00, -1.36, -1.69, -2.03,
-    -2.38, -2.72, -3.08, -3.38, -3.73, -4.05, -4.40, -4.74, -5.09, -5.43, -5.75, -6.05, -6.35, -6.72, -7.03,
-    -7.28, -7.74, -8.34, -8.85, -9.30, -9.72, -10.18, -10.78, -11.28, -11.70, -12.15, -12.58, -13.12, -13.65,
-    -14.23, -14.69, -15.16, -15.65, -16.21, -16.80, -17.34, -17.88, -18.29, -18.82, -19.46, -19.93, -20.28,
-    -20.92, -21.39, -21.81, -22.49, -22.91, -23.18])
+    2.62, 2.26, 2.02, 1.63, 1.34, 0.95, 0.67, 0.31, -0.05, -0.43, -0.73, -1.08, -1.45, -1.77, -2.09, -2.46, -2.74,
+    -3.12, -3.40, -3.77, -4.08, -4.43, -4.76, -5.10, -5.48, -5.80, -6.11, -6.40, -6.78, -7.12, -7.35, -7.76, -8.36,
+    -8.88, -9.36, -9.77, -10.23, -10.86, -11.35, -11.77, -12.22, -12.65, -13.17, -13.69, -14.25, -14.69, -15.17,
+    -15.55, -16.16, -16.68, -17.24, -17.69, -18.18, -18.58, -19.04, -19.58, -20.09, -20.68, -21.18, -21.56, -22.01,
+    -22.63, -23.15, -23.63])
 
 # Velodyne -> rectified camera 2 of the KITTI cars, from the 2011_09_26 calibration (calib_cam_to_cam.txt
 # P_rect_02 and R_rect_00, calib_velo_to_cam.txt R and T): the mounting assumed when a depth map comes without
@@ -55,39 +55,36 @@ def _elevation_deg(xyz: np.ndarray) -> np.ndarray:
     return np.degrees(np.arctan2(xyz[:, 2], np.hypot(xyz[:, 0], xyz[:, 1])))
 
 
-def _cluster_levels(levels: np.ndarray, min_gap_deg: float) -> np.ndarray:
-    """Index (0 = highest) of each level after merging levels closer than ``min_gap_deg`` to the one above."""
-    order = np.argsort(-levels)
-    new_ring = np.concatenate([[False], -np.diff(levels[order]) > min_gap_deg])
-    ids = np.empty(levels.size, np.int64)
-    ids[order] = np.cumsum(new_ring)
-    return ids
-
-
 def ring_ids(points: np.ndarray) -> np.ndarray:
     """Ring (beam) of every point, 0 = the top-most ring; KITTI ``.bin`` scans have no ring field.
 
-    A spinning LiDAR's scan is stored ring after ring, each ring sweeping azimuth one way; a ring ends where the
-    azimuth jumps back by more than half the scan's azimuth span (360 deg for full scans, ~90 deg for
-    ``velodyne_reduced``). Segments are ordered by their median elevation and segments at (almost) the same
-    elevation (a ring split at the scan's start) are merged. A cloud without that order (shuffled, merged)
-    falls back to clustering the elevation angles, which is coarser: lasers sit off the origin, so near
-    points of one ring spread over ~1 deg.
+    A spinning LiDAR's scan is stored ring after ring, each ring sweeping azimuth one way; a new ring starts
+    where the azimuth steps back by more than 5 deg (KITTI: by ~360 deg in full scans, ~80 deg in
+    ``velodyne_reduced``, which also lacks the lowest rings: they hit the road below the image). The scan starts
+    mid-ring, so a short first segment joins the ring of nearest median elevation. Rings are numbered by median
+    elevation, top first. A cloud without that order (shuffled, merged) falls back to clustering the elevation
+    angles, which is coarser: lasers sit off the origin, so near points of one ring spread over ~1 deg.
     """
     xyz = np.asarray(points, np.float64)[:, :3]
     if len(xyz) < 2:
         return np.zeros(len(xyz), np.int64)
     azimuth = np.degrees(np.arctan2(xyz[:, 1], xyz[:, 0]))
     elevation = _elevation_deg(xyz)
-    span = float(azimuth.max() - azimuth.min())
-    starts = np.flatnonzero(np.diff(azimuth) < -0.5 * span) + 1
-    if 4 <= starts.size + 1 <= 512 and len(xyz) / (starts.size + 1) >= 20:
+    starts = np.flatnonzero(np.diff(azimuth) < -5.0) + 1
+    n_segments = starts.size + 1
+    if 4 <= n_segments <= 512 and len(xyz) / n_segments >= 20:
         segment = np.zeros(len(xyz), np.int64)
         segment[starts] = 1
         segment = np.cumsum(segment)
+        sizes = np.bincount(segment)
         medians = np.array([np.median(e) for e in np.split(elevation, starts)])
-        gaps = -np.diff(np.sort(medians)[::-1])
-        return _cluster_levels(medians, 0.4 * float(np.median(gaps)))[segment]
+        ring_of_segment = np.arange(n_segments)
+        if sizes[0] < 0.6 * np.median(sizes):
+            ring_of_segment[0] = 1 + int(np.abs(medians[1:] - medians[0]).argmin())
+        kept = np.unique(ring_of_segment)
+        rank = np.empty(n_segments, np.int64)
+        rank[kept[np.argsort(-medians[kept])]] = np.arange(kept.size)
+        return rank[ring_of_segment][segment]
     # Unordered cloud: peaks of the elevation histogram are the rings; every point goes to the nearest peak.
     from scipy.ndimage import gaussian_filter1d
     from scipy.signal import find_peaks
