@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from scipy import ndimage
 from ros_helpers import TopicDriver
+from scipy import ndimage
 
 from depth_completion_ros.core import conversions
 from depth_completion_ros.core.camera import CameraModel
