@@ -181,6 +181,11 @@ def main(args: argparse.Namespace) -> int:
         print(f'depth-completion demo: error: {exc}', file=sys.stderr)
         return 2
     configure_local_ros()  # this process and every child: shared memory only, a private domain
+    from depth_completion_ros.ros.shm_hygiene import clean_shm
+
+    leftovers = clean_shm(min_age_s=5.0)  # segments of killed ROS processes hold RAM for good
+    if leftovers.removed:
+        print(f'demo: shm-clean {leftovers.summary()}', flush=True)
 
     from depth_completion_ros.ros.params import load_params_file
 
