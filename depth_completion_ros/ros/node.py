@@ -282,6 +282,8 @@ class DepthCompletionNode(Node):
                 self.counters.dropped_invalid += 1
                 self._warn('invalid_input', f'frame dropped: {exc}')
             except Exception as exc:  # keep the node alive whatever a frame does
+                if not self.context.ok():
+                    return  # SIGINT/SIGTERM shut the context down mid-frame: nothing to publish to any more
                 self.counters.dropped_error += 1
                 self._warn('processing_error', f'frame dropped: {type(exc).__name__}: {exc}')
 
