@@ -21,7 +21,13 @@ from depth_completion_ros.core.transforms import RigidTransform
 
 
 class FrameError(ValueError):
-    """This frame cannot be processed (malformed or inconsistent input): drop it, warn, carry on."""
+    """This frame cannot be processed (malformed or inconsistent input): drop it, warn, carry on.
+
+    ``kind`` names the problem for counting and log throttling (one line per kind every few seconds)."""
+
+    def __init__(self, message: str, kind: str = 'invalid_input') -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 @dataclass
@@ -117,13 +123,13 @@ class DepthCompletionPipeline:
         if points.ndim != 2 or points.shape[1] < 3:
             raise FrameError(f'points must be Nx3, got shape {points.shape}')
         if points.shape[0] == 0:
-            raise FrameError('empty point cloud')
+            raise FrameError('empty point cloud', 'empty_cloud')
         xyz = points[:, :3].astype(np.float32, copy=False)
         finite = np.isfinite(xyz).all(axis=1)
         if not finite.all():
             xyz = xyz[finite]
         if xyz.shape[0] == 0:
-            raise FrameError('point cloud has no finite points')
+            raise FrameError('point cloud has no finite points', 'empty_cloud')
         points_cam = T_cam_sensor.apply(xyz)
         sparse = project_points(points_cam, camera, min_range=self.settings.min_range,
                                 max_range=self.settings.max_range)
@@ -141,12 +147,12 @@ class DepthCompletionPipeline:
         if depth_camera is None:
             if depth.shape != (camera.height, camera.width):
                 raise FrameError(f'registered depth is {depth.shape[1]}x{depth.shape[0]} but the camera is '
-                                 f'{camera.width}x{camera.height}')
+                                 f'{camera.width}x{camera.height}', 'size_mismatch')
             sparse = depth.copy()
         else:
             if depth.shape != (depth_camera.height, depth_camera.width):
                 raise FrameError(f'depth image is {depth.shape[1]}x{depth.shape[0]} but its camera_info says '
-                                 f'{depth_camera.width}x{depth_camera.height}')
+                                 f'{depth_camera.width}x{depth_camera.height}', 'size_mismatch')
             sparse = np.asarray(register_depth(depth, depth_camera, camera,
                                                T_cam_depth or RigidTransform.identity()), dtype=np.float32)
         sparse[~np.isfinite(sparse)] = 0.0
@@ -162,7 +168,7 @@ class DepthCompletionPipeline:
         if rgb.shape[:2] != sparse.shape or sparse.shape != (camera.height, camera.width):
             raise FrameError(f'size mismatch: image {rgb.shape[1]}x{rgb.shape[0]}, sparse '
                              f'{sparse.shape[1] if sparse.ndim == 2 else "?"}x{sparse.shape[0]}, camera_info '
-                             f'{camera.width}x{camera.height}')
+                             f'{camera.width}x{camera.height}', 'size_mismatch')
         settings = self.settings
         timings: dict[str, float] = {}
         use_network = not settings.prefill_only

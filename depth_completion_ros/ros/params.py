@@ -48,6 +48,10 @@ PARAMETERS: tuple[ParamSpec, ...] = (
       '(same pixels). If false, it is re-projected using `depth/camera_info` and the extrinsics.'),
     P('sync.slop', 0.05, 'Largest stamp difference (s) between image and depth source to pair them.',
       runtime=True, min_value=0.001, max_value=1.0, step=0.0),
+    P('camera_info.wait', 0.1, 'Longest wait (s) of an image for the camera_info with its own stamp (cameras '
+      'that publish the image first) before it goes with the newest older one (counted as a fallback). Only '
+      'cameras whose camera_info did carry their images\' stamps wait.', runtime=True, min_value=0.0,
+      max_value=1.0, step=0.0),
     P('sync.queue_size', 5, 'Messages kept per side while waiting for a partner.',
       min_value=1, max_value=100, step=1),
     P('qos.input.reliability', 'best_effort', 'Input subscriptions: best_effort receives from best-effort '
@@ -162,15 +166,52 @@ def load_params_file(path: str | Path) -> dict[str, Any]:
             raise ConfigError(f'{path}: section {node_key!r} has no ros__parameters')
         values.update(_flatten(section['ros__parameters'] or {}))
     for name, value in values.items():
-        spec = PARAMETERS_BY_NAME.get(name)
-        if spec is None:
-            if name in ('use_sim_time',) or name.startswith('qos_overrides.'):
-                continue
-            raise ConfigError(f'{path}: unknown parameter {name!r}')
-        problem = check_value(spec, list(value) if isinstance(value, tuple) else value)
-        if problem is not None:
-            raise ConfigError(f'{path}: {problem}')
+        _check_named_value(name, value, str(path))
     return values
+
+
+def _check_named_value(name: str, value: Any, where: str) -> None:
+    spec = PARAMETERS_BY_NAME.get(name)
+    if spec is None:
+        if name in ('use_sim_time',) or name.startswith('qos_overrides.'):
+            return
+        raise ConfigError(f'{where}: unknown parameter {name!r}')
+    problem = check_value(spec, list(value) if isinstance(value, tuple) else value)
+    if problem is not None:
+        raise ConfigError(f'{where}: {problem}')
+
+
+def command_line_overrides(argv: list[str]) -> list[tuple[str, str]]:
+    """``(name, value text)`` of every ``-p name:=value`` / ``--param name:=value`` inside ``--ros-args``."""
+    overrides, in_ros_args = [], False
+    for i, token in enumerate(argv):
+        if token == '--ros-args':
+            in_ros_args = True
+        elif token == '--':
+            in_ros_args = False
+        elif in_ros_args and token in ('-p', '--param') and i + 1 < len(argv):
+            name, separator, text = argv[i + 1].partition(':=')
+            if separator:
+                overrides.append((name, text))
+    return overrides
+
+
+def parse_override(text: str) -> Any:
+    """A ``-p`` value as rcl reads it (one YAML value: 0.1, true, [1, 2], abc)."""
+    try:
+        return yaml.safe_load(text) if text.strip() else text
+    except yaml.YAMLError:
+        return text
+
+
+def check_command_line(argv: list[str]) -> None:
+    """Validate every ``--params-file`` and ``-p name:=value`` of a node command line against the table, as a
+    parameter file is; raises :class:`ConfigError` with one line naming the fix."""
+    for i, token in enumerate(argv[:-1]):
+        if token == '--params-file':
+            load_params_file(argv[i + 1])
+    for name, text in command_line_overrides(argv):
+        _check_named_value(name, parse_override(text), f'-p {name}:={text}')
 
 
 def _flatten(mapping: Mapping[str, Any], prefix: str = '') -> dict[str, Any]:
