@@ -30,6 +30,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     'export': ('depth_completion_ros.tools.export', 'export a model to ONNX (TDU included)'),
     'bench': ('depth_completion_ros.tools.bench', 'benchmarks: geometry, model, node'),
     'info': ('depth_completion_ros.tools.info', 'versions, devices, variants and shipped weights'),
+    'shm-clean': ('depth_completion_ros.tools.shm_clean',
+                  'remove Fast DDS shared-memory segments no live process uses (left by killed nodes)'),
 }
 
 

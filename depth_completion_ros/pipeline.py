@@ -1,7 +1,8 @@
 """One frame of depth completion, ROS-free: used by the node, the demo and the benchmarks alike.
 
 decoded arrays  ->  sparse depth (LiDAR points projected with a z-buffer, or a depth image registered into
-the camera)  ->  completion (prefill, then LRRU unless ``prefill_only``)  ->  dense depth + organized cloud.
+the camera)  ->  completion (prefill, then LRRU unless ``prefill_only``)  ->  validity + confidence
+(core/validity.py: unknown wherever no measurement supports the depth)  ->  dense depth + organized cloud.
 
 Depth is in metres, float32, 0 = unknown throughout (the ROS layer turns 0 into NaN, REP 118). Every stage
 reports its wall time in milliseconds so the node can publish a per-stage breakdown.
@@ -18,6 +19,7 @@ import numpy as np
 from depth_completion_ros.core.camera import CameraModel
 from depth_completion_ros.core.projection import backproject, project_points, register_depth
 from depth_completion_ros.core.transforms import RigidTransform
+from depth_completion_ros.core.validity import SensorFov, ValiditySettings, apply_validity
 
 
 class FrameError(ValueError):
@@ -39,11 +41,13 @@ class PipelineSettings:
     cloud_enable: bool = True
     cloud_stride: int = 1
     cloud_color: bool = True
+    validity: ValiditySettings = field(default_factory=ValiditySettings)
 
 
 @dataclass
 class FrameOutput:
-    depth: np.ndarray                 # HxW float32 m, 0 = unknown
+    depth: np.ndarray                 # HxW float32 m, 0 = unknown (no measurement supports it)
+    confidence: np.ndarray            # HxW float32 0..1, 0 where depth is unknown (core/validity.py)
     sparse: np.ndarray                # HxW float32 m, the measurements the completion started from
     prefill: np.ndarray               # HxW float32 m, the non-learned fill
     cloud_xyz: np.ndarray | None      # (H/s)x(W/s)x3 float32 in the camera optical frame, NaN = invalid
@@ -161,8 +165,26 @@ class DepthCompletionPipeline:
         return sparse, elapsed_ms(start)
 
     # -- completion and cloud ----------------------------------------------------------------------------------
-    def complete(self, rgb: np.ndarray, sparse: np.ndarray, camera: CameraModel) -> FrameOutput:
-        """Dense depth (+ organized cloud) from an RGB image and a sparse depth map of the same size."""
+    def sensor_fov_from_points(self, points_sensor: np.ndarray, T_cam_sensor: RigidTransform) -> SensorFov | None:
+        """The LiDAR's field of view from its scan (None when validity is off)."""
+        if not self.settings.validity.enable:
+            return None
+        points = np.asarray(points_sensor)[:, :3]
+        return SensorFov.from_points(points[np.isfinite(points).all(axis=1)], T_cam_sensor,
+                                     self.settings.validity.fov_margin_deg)
+
+    def sensor_fov_from_depth_camera(self, depth_camera: CameraModel | None,
+                                     T_cam_depth: RigidTransform | None) -> SensorFov | None:
+        """A separate depth camera's field of view (None for registered depth or when validity is off)."""
+        if depth_camera is None or not self.settings.validity.enable:
+            return None
+        return SensorFov.from_camera(depth_camera, T_cam_depth or RigidTransform.identity(),
+                                     self.settings.validity.fov_margin_deg)
+
+    def complete(self, rgb: np.ndarray, sparse: np.ndarray, camera: CameraModel,
+                 sensor_fov: SensorFov | None = None) -> FrameOutput:
+        """Dense depth, its confidence (+ organized cloud) from an RGB image and a sparse depth map of the same
+        size; pixels no measurement supports (core/validity.py) are unknown, ``sensor_fov`` bounds them too."""
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise FrameError(f'rgb must be HxWx3 uint8, got {rgb.shape} {rgb.dtype}')
         if rgb.shape[:2] != sparse.shape or sparse.shape != (camera.height, camera.width):
@@ -195,14 +217,17 @@ class DepthCompletionPipeline:
         invalid = ~np.isfinite(depth) | (depth <= 0.0) | (depth > settings.max_range)
         if invalid.any():
             depth = np.where(invalid, np.float32(0.0), depth)
+        start = time.perf_counter()
+        depth, confidence = apply_validity(depth, sparse, camera, settings.validity, sensor_fov)
+        timings['validity'] = elapsed_ms(start)
 
         cloud_xyz = cloud_rgb = None
         if settings.cloud_enable:
             start = time.perf_counter()
             cloud_xyz, cloud_rgb = self.organized_cloud(depth, rgb, camera)
             timings['cloud'] = elapsed_ms(start)
-        return FrameOutput(depth=depth, sparse=sparse, prefill=prefill, cloud_xyz=cloud_xyz, cloud_rgb=cloud_rgb,
-                           used_network=use_network, timings_ms=timings)
+        return FrameOutput(depth=depth, confidence=confidence, sparse=sparse, prefill=prefill, cloud_xyz=cloud_xyz,
+                           cloud_rgb=cloud_rgb, used_network=use_network, timings_ms=timings)
 
     def organized_cloud(self, depth: np.ndarray, rgb: np.ndarray | None,
                         camera: CameraModel) -> tuple[np.ndarray, np.ndarray | None]:
@@ -233,6 +258,6 @@ def run_frame(pipeline: DepthCompletionPipeline, rgb: np.ndarray, camera: Camera
               points_sensor: np.ndarray, T_cam_sensor: RigidTransform) -> FrameOutput:
     """Convenience for scripts and tests: points -> sparse -> completion, timings merged."""
     sparse, project_ms = pipeline.sparse_from_points(points_sensor, camera, T_cam_sensor)
-    output = pipeline.complete(rgb, sparse, camera)
+    output = pipeline.complete(rgb, sparse, camera, pipeline.sensor_fov_from_points(points_sensor, T_cam_sensor))
     output.timings_ms = {'project': project_ms, **output.timings_ms}
     return output

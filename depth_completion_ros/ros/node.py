@@ -5,8 +5,9 @@ Per frame:
      (Image, with ``depth/camera_info`` when not registered) arrive on best-effort subscriptions;
   2. our own approximate-time sync pairs image and depth source (ros/sync.py) on the executor thread;
   3. the newest pair goes to a worker thread through a slot of one (a slower model drops frames, never queues);
-  4. the worker decodes, looks up the extrinsics, projects, completes (pipeline.py), encodes, publishes
-     ``~/depth`` + ``~/camera_info`` (+ ``~/points``, debug images) with the camera's stamp and frame id;
+  4. the worker decodes, looks up the extrinsics, projects (through the lens distortion of a raw image),
+     completes and masks what no measurement supports (pipeline.py), encodes, publishes ``~/depth`` +
+     ``~/confidence`` + ``~/camera_info`` (+ ``~/points``, debug images) with the camera's stamp and frame id;
   5. a timer publishes /diagnostics (rates, drops, latency, per-stage times).
 
 Run: ``depth_completion_node --ros-args --params-file config/kitti_hdl64.yaml -r image:=/cam/image_raw ...``
@@ -27,12 +28,13 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.signals import SignalHandlerOptions
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Float64, String
 
 from depth_completion_ros.core import conversions
 from depth_completion_ros.core.camera import CameraModel, CameraModelError
 from depth_completion_ros.core.conversions import stamp_to_ns
+from depth_completion_ros.core.validity import ValiditySettings
 from depth_completion_ros.pipeline import (
     DepthCompletionPipeline,
     FrameError,
@@ -102,7 +104,9 @@ class DepthCompletionNode(Node):
         self.settings = PipelineSettings(
             min_range=self.values['min_range'], max_range=self.values['max_range'],
             prefill_only=self.values['prefill_only'], cloud_enable=self.values['cloud.enable'],
-            cloud_stride=self.values['cloud.stride'], cloud_color=self.values['cloud.color'])
+            cloud_stride=self.values['cloud.stride'], cloud_color=self.values['cloud.color'],
+            validity=validity_settings(self.values))
+        self._geometry_logged: set[tuple[str, str]] = set()
         if self.settings.min_range >= self.settings.max_range:
             raise StartupError(f'min_range ({self.settings.min_range}) must be below max_range '
                                f'({self.settings.max_range})')
@@ -194,6 +198,8 @@ class DepthCompletionNode(Node):
     def _create_publishers(self) -> None:
         qos = make_qos(self.values['qos.output.reliability'], self.values['qos.output.depth'])
         self.depth_pub = self.create_publisher(Image, '~/depth', qos)
+        self.confidence_pub = self.create_publisher(Image, '~/confidence', qos)
+        self.confidence_color_pub = self.create_publisher(Image, '~/debug/confidence_color', qos)
         self.info_pub = self.create_publisher(CameraInfo, '~/camera_info', qos)
         self.cloud_pub = self.create_publisher(PointCloud2, '~/points', qos)
         self.sparse_pub = self.create_publisher(Image, '~/debug/sparse', qos)
@@ -208,9 +214,17 @@ class DepthCompletionNode(Node):
     def _create_subscriptions(self) -> None:
         qos = make_qos(self.values['qos.input.reliability'], self.values['qos.input.depth'])
         self.create_subscription(CameraInfo, 'camera_info', self._on_camera_info, qos)
-        self.create_subscription(Image, 'image', self._on_image, qos)
+        if self.values['image_transport'] == 'compressed':
+            # image_transport's naming: the transport's topic hangs below the (remapped) base topic
+            self.create_subscription(CompressedImage, self.resolve_topic_name('image') + '/compressed',
+                                     self._on_image, qos)
+        else:
+            self.create_subscription(Image, 'image', self._on_image, qos)
         if self.values['input_mode'] == 'points':
             self.create_subscription(PointCloud2, 'points', self._on_depth_source, qos)
+        elif self.values['depth_transport'] == 'compressedDepth':
+            self.create_subscription(CompressedImage, self.resolve_topic_name('depth') + '/compressedDepth',
+                                     self._on_depth_source, qos)
         else:
             self.create_subscription(Image, 'depth', self._on_depth_source, qos)
             if not self.values['depth_registered']:
@@ -313,6 +327,8 @@ class DepthCompletionNode(Node):
 
         camera_frame = image_msg.header.frame_id
         camera, info_fields = self._camera_info_for(camera_frame, frame.pair.image_stamp_ns)
+        camera = self._image_geometry(camera_frame, camera)
+        sensor_fov = None
 
         start = time.perf_counter()
         rgb = conversions.image_to_rgb(image_msg)
@@ -326,6 +342,7 @@ class DepthCompletionNode(Node):
             timings['decode'] = elapsed_ms(start)
             T_cam_sensor = self.extrinsics.lookup(camera_frame, source_msg.header.frame_id, source_msg.header.stamp)
             sparse, timings['project'] = self.pipeline.sparse_from_points(cloud.xyz, camera, T_cam_sensor)
+            sensor_fov = self.pipeline.sensor_fov_from_points(cloud.xyz, T_cam_sensor)
         else:
             depth_m = conversions.depth_image_to_metres(source_msg)
             timings['decode'] = elapsed_ms(start)
@@ -338,8 +355,9 @@ class DepthCompletionNode(Node):
                 T_cam_depth = self.extrinsics.lookup(camera_frame, depth_frame, source_msg.header.stamp)
                 sparse, timings['project'] = self.pipeline.sparse_from_depth(depth_m, depth_camera, camera,
                                                                              T_cam_depth)
+                sensor_fov = self.pipeline.sensor_fov_from_depth_camera(depth_camera, T_cam_depth)
 
-        output = self.pipeline.complete(rgb, sparse, camera)
+        output = self.pipeline.complete(rgb, sparse, camera, sensor_fov)
         timings.update(output.timings_ms)
         if self._stopping:
             raise FrameAbandoned  # told to stop while computing: publish nothing
@@ -379,11 +397,21 @@ class DepthCompletionNode(Node):
                        f'({(stamp_ns - found.entry.stamp_ns) / 1e9:+.3f} s)')
         return found.entry.camera, found.entry.fields
 
+    def _image_geometry(self, frame_id: str, camera: CameraModel) -> CameraModel:
+        """Raw (distorted) or rectified image, decided from the camera_info; logged once per frame and choice."""
+        projected, reason = camera.for_image(self.values['image_rectified'])
+        key = (frame_id, reason)
+        if key not in self._geometry_logged:
+            self._geometry_logged.add(key)
+            self.get_logger().info(f'camera {frame_id!r}: {reason}')
+        return projected
+
     def _publish(self, output: FrameOutput, image_msg: Image, info_fields: CameraInfoFields) -> tuple[float, float]:
         """Encode and publish every output; returns (encode_ms, publish_ms)."""
         header = image_msg.header  # outputs carry the camera's stamp and frame id
         start = time.perf_counter()
         depth_msg = conversions.metres_to_depth_image(output.depth, self.values['output.encoding'], header=header)
+        confidence_msg = conversions.numpy_to_image(output.confidence, '32FC1', header=header)
         cloud_msg = None
         if output.cloud_xyz is not None:
             cloud_msg = conversions.arrays_to_pointcloud2(output.cloud_xyz, output.cloud_rgb, header=header)
@@ -395,11 +423,14 @@ class DepthCompletionNode(Node):
                 (self.prefill_pub, conversions.metres_to_depth_image(output.prefill, '32FC1', header=header)),
                 (self.color_pub, conversions.numpy_to_image(_colourise(output.depth, self.settings.max_range),
                                                             'rgb8', header=header)),
+                (self.confidence_color_pub, conversions.numpy_to_image(
+                    colorize_confidence(output.confidence), 'rgb8', header=header)),
             ]
         encode_ms = elapsed_ms(start)
 
         start = time.perf_counter()
         self.depth_pub.publish(depth_msg)
+        self.confidence_pub.publish(confidence_msg)
         self.info_pub.publish(info_out)
         if cloud_msg is not None:
             self.cloud_pub.publish(cloud_msg)
@@ -439,6 +470,7 @@ class DepthCompletionNode(Node):
         self.settings.cloud_enable = merged['cloud.enable']
         self.settings.cloud_stride = merged['cloud.stride']
         self.settings.cloud_color = merged['cloud.color']
+        self.settings.validity = validity_settings(merged)
         self.sync.slop_s = merged['sync.slop']
         if updates:
             self.get_logger().info('parameters changed: ' + ', '.join(f'{k}={v}' for k, v in updates.items()))
@@ -532,6 +564,21 @@ class ShutdownRequest:
     @property
     def requested(self) -> bool:
         return self.event.is_set()
+
+
+def validity_settings(values: dict[str, Any]) -> ValiditySettings:
+    """The ``validity.*`` / ``confidence.*`` parameters as core settings."""
+    return ValiditySettings(enable=values['validity.enable'], top_margin_px=values['validity.top_margin_px'],
+                            max_distance_px=values['validity.max_distance_px'],
+                            fov_margin_deg=values['validity.fov_margin_deg'],
+                            confidence_distance_px=values['confidence.distance_px'],
+                            confidence_relative_tolerance=values['confidence.relative_tolerance'])
+
+
+def colorize_confidence(confidence: Any) -> Any:
+    from depth_completion_ros.core.visualize import colorize_depth
+
+    return colorize_depth(confidence, vmin=0.0, vmax=1.0, cmap='viridis')
 
 
 def _colourise(depth: Any, max_range: float) -> Any:

@@ -124,6 +124,7 @@ NODE_MODULE = 'depth_completion_ros.ros.node'
 OUTPUT_NS = '/depth_completion'
 OUTPUT_TYPES = {
     f'{OUTPUT_NS}/depth': 'sensor_msgs/msg/Image',
+    f'{OUTPUT_NS}/confidence': 'sensor_msgs/msg/Image',
     f'{OUTPUT_NS}/camera_info': 'sensor_msgs/msg/CameraInfo',
     f'{OUTPUT_NS}/points': 'sensor_msgs/msg/PointCloud2',
     f'{OUTPUT_NS}/latency_ms': 'std_msgs/msg/Float64',

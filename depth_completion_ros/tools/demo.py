@@ -113,7 +113,7 @@ def _cloud_arrays(msg: Any) -> tuple[np.ndarray, np.ndarray | None]:
 def analyse(bag: Path, out_bag: Path, out: Path, image_topic: str, gt_topic: str, network_used: bool,
             max_depth: float = 100.0) -> dict:
     """Previews, PLY and metrics (ground truth up to ``max_depth``, the node's range) from the bags."""
-    from depth_completion_ros.core.conversions import image_to_rgb
+    from depth_completion_ros.core.conversions import image_to_numpy, image_to_rgb
     from depth_completion_ros.core.metrics import MetricAccumulator
     from depth_completion_ros.core.visualize import completion_preview, save_png
 
@@ -155,7 +155,7 @@ def analyse(bag: Path, out_bag: Path, out: Path, image_topic: str, gt_topic: str
         confidence = outputs['confidence'].get(stamp)
         save_png(previews / f'frame_{index:03d}.png', completion_preview(
             rgbs.get(stamp, np.zeros(dense.shape + (3,), np.uint8)), sparse, prefill, dense,
-            confidence=None if confidence is None else _depth_array(confidence), vmax=PREVIEW_MAX_DEPTH_M,
+            confidence=None if confidence is None else image_to_numpy(confidence), vmax=PREVIEW_MAX_DEPTH_M,
             dense_label='dense (LRRU)' if network_used else 'dense (prefill only)', sparse_label='sparse input'))
 
     ply_points = 0
@@ -263,6 +263,11 @@ def main(args: argparse.Namespace) -> int:
         bag = sample_bag(Path(args.cache or os.environ.get('XDG_CACHE_HOME', Path.home() / '.cache'))
                          / 'depth_completion_ros', args.frames)
     configure_local_ros()  # this process and every child: shared memory only, a private domain
+    from depth_completion_ros.ros.shm_hygiene import clean_shm
+
+    leftovers = clean_shm(min_age_s=5.0)  # segments of killed ROS processes hold RAM for good
+    if leftovers.removed:
+        print(f'demo: shm-clean {leftovers.summary()}', flush=True)
 
     from depth_completion_ros.ros.params import load_params_file
 
