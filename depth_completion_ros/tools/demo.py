@@ -142,6 +142,7 @@ def analyse(bag: Path, out_bag: Path, out: Path, image_topic: str, gt_topic: str
     previews = out / 'previews'
     previews.mkdir(parents=True, exist_ok=True)
     prefill_metrics, model_metrics = MetricAccumulator(), MetricAccumulator()
+    coverage: list[float] = []
     for index, stamp in enumerate(progress(sorted(outputs['depth']), desc='previews', leave=False)):
         dense = _depth_array(outputs['depth'][stamp])
         sparse = _depth_array(outputs['sparse'][stamp]) if stamp in outputs['sparse'] else np.zeros_like(dense)
@@ -149,9 +150,15 @@ def analyse(bag: Path, out_bag: Path, out: Path, image_topic: str, gt_topic: str
         gt = gts.get(stamp)
         if gt is not None:
             gt = np.where(gt <= max_depth, gt, np.float32(0.0))  # beyond the node's range: not scored
-            prefill_metrics.add(prefill, gt)
+            # Scored where the node published a depth (elsewhere it says "unknown", NaN), prefill on the same
+            # pixels; the share of ground truth it covers is reported beside.
+            published = dense > 0
+            if np.any(gt > 0):
+                coverage.append(float(np.count_nonzero(published & (gt > 0)) / np.count_nonzero(gt > 0)))
+            scored = np.where(published, gt, np.float32(0.0))
+            prefill_metrics.add(prefill, scored)
             if network_used:
-                model_metrics.add(dense, gt)
+                model_metrics.add(dense, scored)
         confidence = outputs['confidence'].get(stamp)
         save_png(previews / f'frame_{index:03d}.png', completion_preview(
             rgbs.get(stamp, np.zeros(dense.shape + (3,), np.uint8)), sparse, prefill, dense,
@@ -177,6 +184,7 @@ def analyse(bag: Path, out_bag: Path, out: Path, image_topic: str, gt_topic: str
         'rmse_mm': {'prefill': metric(prefill_metrics, 'rmse_mm'), 'model': metric(model_metrics, 'rmse_mm')},
         'mae_mm': {'prefill': metric(prefill_metrics, 'mae_mm'), 'model': metric(model_metrics, 'mae_mm')},
         'metrics_frames': len(prefill_metrics), 'metrics_max_depth_m': max_depth,
+        'output_coverage': round(float(np.mean(coverage)), 3) if coverage else None,
         'previews': len(outputs['depth']), 'ply_points': ply_points,
     }
 
@@ -218,7 +226,7 @@ def build_summary(result: dict, analysis: dict, bag: Path, out: Path, args: argp
         'latency_ms_p50': analysis['latency_ms_p50'], 'latency_ms_p95': analysis['latency_ms_p95'],
         'processing_ms_p50': analysis['processing_ms_p50'],
         'rmse_mm': analysis['rmse_mm'], 'mae_mm': analysis['mae_mm'], 'metrics_frames': analysis['metrics_frames'],
-        'metrics_max_depth_m': analysis['metrics_max_depth_m'],
+        'metrics_max_depth_m': analysis['metrics_max_depth_m'], 'output_coverage': analysis['output_coverage'],
         'mode': stats.get('mode'), 'device': stats.get('device'),
         'stage_ms_mean': {k.removeprefix('stage_').removesuffix('_ms'): round(v, 1)
                           for k, v in stats.items() if k.startswith('stage_') and isinstance(v, float)},
