@@ -120,3 +120,15 @@ def test_republished_fields_round_trip() -> None:
     for name in ('d', 'k', 'r', 'p'):
         assert list(getattr(out, name)) == list(getattr(msg, name)), name
     assert (out.roi.x_offset, out.roi.y_offset, out.roi.width, out.roi.height) == (8, 4, 64, 48)
+
+
+def test_no_wait_for_a_camera_info_that_came_but_was_rejected() -> None:
+    cache = CameraInfoCache()
+    cache.add(_info(1.0))
+    assert cache.lookup('cam', 1 * S).exact  # 'cam' is in use, its camera_infos carry the image stamps
+    broken = _info(2.0)
+    broken.k = [0.0] * 9
+    cache.note_rejected(broken)  # what the node does when add() raises
+    start = time.monotonic()
+    found = cache.lookup('cam', 2 * S, wait_s=1.0)
+    assert not found.exact and time.monotonic() - start < 0.5

@@ -92,6 +92,7 @@ class _FrameHistory:
         # static camera_info misses every time and stops making its images wait after the first.
         self.recent_exact: deque[bool] = deque(maxlen=size)
         self.recent_images: deque[int] = deque(maxlen=size)  # image stamps that fell back (late exact = evidence)
+        self.rejected: deque[int] = deque(maxlen=size)  # stamps whose camera_info came but was unusable
 
     @property
     def stamps_match(self) -> bool:
@@ -145,6 +146,14 @@ class CameraInfoCache:
             self._changed.notify_all()
         return entry
 
+    def note_rejected(self, msg: Any) -> None:
+        """A camera_info of a known frame_id was unusable: its images need not wait for it (it came)."""
+        with self._changed:
+            frames = self._used.get(str(msg.header.frame_id))
+            if frames is not None:
+                frames.rejected.append(stamp_to_ns(msg.header.stamp))
+                self._changed.notify_all()
+
     def clear(self) -> None:
         with self._changed:
             self._used.clear()
@@ -162,7 +171,8 @@ class CameraInfoCache:
             entry = frames.exact(stamp_ns)
             if entry is None and wait_s > 0.0 and frames.stamps_match:
                 deadline = start + wait_s
-                while entry is None and (remaining := deadline - time.monotonic()) > 0.0:
+                while (entry is None and stamp_ns not in frames.rejected
+                       and (remaining := deadline - time.monotonic()) > 0.0):
                     self._changed.wait(remaining)
                     frames = self._history(frame_id, create=False)
                     if frames is None:  # cleared meanwhile (time jump)

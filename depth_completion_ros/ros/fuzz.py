@@ -15,6 +15,7 @@ in their own burst, which :meth:`FuzzDriver.jump_back` lets the node digest (it 
 """
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -303,7 +304,7 @@ class FuzzDriver:
     def __init__(self, node: Any, topics: dict[str, str], output_ns: str = '/depth_completion') -> None:
         from diagnostic_msgs.msg import DiagnosticArray
         from sensor_msgs.msg import CameraInfo, Image, PointCloud2
-        from std_msgs.msg import Float64
+        from std_msgs.msg import String
 
         from depth_completion_ros.ros.qos import make_qos
 
@@ -314,15 +315,14 @@ class FuzzDriver:
                            'points': node.create_publisher(PointCloud2, topics['points'], qos)}
         self.depth: dict[int, Any] = {}
         self.infos: dict[int, Any] = {}
-        self.latencies_ms: list[float] = []
+        self.latency_ms: dict[int, float] = {}  # per output stamp: pair complete -> outputs published
         self.diagnostics: dict[str, str] = {}
         self.published = 0
         self.sent: Counter[str] = Counter()
         out_qos = make_qos('reliable', 50)
         node.create_subscription(Image, f'{output_ns}/depth', self._keep(self.depth), out_qos)
         node.create_subscription(CameraInfo, f'{output_ns}/camera_info', self._keep(self.infos), out_qos)
-        node.create_subscription(Float64, f'{output_ns}/latency_ms',
-                                 lambda msg: self.latencies_ms.append(float(msg.data)), out_qos)
+        node.create_subscription(String, f'{output_ns}/timings', self._on_timings, out_qos)
         node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics, 10)
 
     @staticmethod
@@ -330,6 +330,10 @@ class FuzzDriver:
         def callback(msg: Any) -> None:
             store[conversions.stamp_to_ns(msg.header.stamp)] = msg
         return callback
+
+    def _on_timings(self, msg: Any) -> None:
+        timings = json.loads(msg.data)
+        self.latency_ms[int(timings['stamp_ns'])] = float(timings['latency_ms'])
 
     def _on_diagnostics(self, msg: Any) -> None:
         for status in msg.status:

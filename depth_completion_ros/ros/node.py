@@ -248,6 +248,7 @@ class DepthCompletionNode(Node):
         try:
             cache.add(msg)
         except (CameraInfoRejected, CameraModelError, ValueError, TypeError) as exc:
+            cache.note_rejected(msg)
             self._warn('bad_camera_info', f'{topic} rejected (frame_id {clip(msg.header.frame_id)}): {exc}')
 
     def _on_image(self, msg: Image) -> None:

@@ -1,4 +1,4 @@
-"""``depth-completion bench {geometry,model,node} [OPTIONS]``: benchmark scripts that print numbers (and JSON).
+"""``depth-completion bench {geometry,model,node,soak} [OPTIONS]``: benchmark scripts that print numbers (and JSON).
 
 Each target is a subcommand with its own options: ``depth-completion bench model --help`` lists them.
 """
@@ -12,6 +12,8 @@ TARGETS = {
                  'PointCloud2 decode/encode, projection and back-projection timings'),
     'model': ('depth_completion_ros.tools.bench_model', 'LRRU forward latency and peak memory per variant, prefill'),
     'node': ('depth_completion_ros.tools.bench_node', 'the node end to end: throughput, latency, drops'),
+    'soak': ('depth_completion_ros.tools.bench_soak',
+             'the node for N minutes, real frames + malformed mix: outputs/s, latency, RSS growth'),
 }
 
 
