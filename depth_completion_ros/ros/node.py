@@ -403,8 +403,10 @@ class DepthCompletionNode(Node):
         projected, reason = camera.for_image(self.values['image_rectified'])
         key = (frame_id, reason)
         if key not in self._geometry_logged:
+            if len(self._geometry_logged) >= 64:  # bounded whatever frame_ids arrive (made-up ones: a flood)
+                self._geometry_logged.clear()
             self._geometry_logged.add(key)
-            self.get_logger().info(f'camera {frame_id!r}: {reason}')
+            self.get_logger().info(f'camera {clip(frame_id)}: {reason}')
         return projected
 
     def _publish(self, output: FrameOutput, image_msg: Image, info_fields: CameraInfoFields) -> tuple[float, float]:

@@ -44,6 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--warmup-s', type=float, default=None,
                         help='seconds excluded from the RSS growth (default: 10 %% of the run, at least 60 s)')
     parser.add_argument('--seed', type=int, default=12, help='seed of the malformed mix')
+    parser.add_argument('--input-depth', type=int, default=5, help='the node\'s qos.input.depth')
     parser.add_argument('--answer-timeout', type=float, default=20.0,
                         help='seconds to wait for the output of a real frame before it counts as unanswered')
     parser.add_argument('--workdir', default=None, help='where the node log goes (default: a temp dir)')
@@ -104,8 +105,10 @@ def main(args: argparse.Namespace) -> int:
     frame = RealFrame.from_kitti(args.kitti, args.frame)
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix='dcr_soak_'))
     workdir.mkdir(parents=True, exist_ok=True)
+    # the node's default input history (qos.input.depth): the middleware keeps that many samples per topic, each
+    # grown to the largest message it ever held, so a deeper history holds more memory under mixed sizes
     params = {'prefill_only': args.prefill_only, 'model.device': args.device, 'sync.slop': 0.02,
-              'qos.input.depth': 100, **frame.node_params()}
+              'qos.input.depth': args.input_depth, **frame.node_params()}
     node = RosProcess('node', module_args(NODE_MODULE, *node_arguments(params=params, remaps=TOPICS)),
                       workdir / 'node.log')
     duration_s = args.minutes * 60.0
