@@ -13,7 +13,6 @@ exact for every frame and the camera sees exactly what the source says.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ import numpy as np
 from depth_completion_ros.core.camera import CameraModel
 from depth_completion_ros.core.transforms import RigidTransform
 from depth_completion_ros.ros import bagio
+from depth_completion_ros.tools.common import CliError, print_written
 
 BAG_START_NS = 1_700_000_000 * 1_000_000_000  # a plausible epoch stamp (never 0: zero stamps are rejected)
 CAMERA_FRAME = 'camera_optical_frame'
@@ -106,17 +106,21 @@ def _tf_static(T_cam_lidar: RigidTransform, stamp_ns: int) -> object:
 
 
 def write_bag(frames: Iterator[BagFrame], out: Path, rate_hz: float, lidar_offset_ms: float = 3.0,
-              source: str = '') -> dict:
-    """Write the frames; returns a small report (frames, topics, size)."""
+              source: str = '', expected_frames: int | None = None) -> dict:
+    """Write the frames (a progress bar once the first one exists); returns a report (frames, topics, size)."""
     from depth_completion_ros.core.conversions import metres_to_depth_image, numpy_to_image
+    from depth_completion_ros.tools.common import progress
 
     image_cls = bagio.bag_class(bagio.IMAGE_TYPE)
     info_cls = bagio.bag_class(bagio.CAMERA_INFO_TYPE)
     period_ns = int(round(1e9 / rate_hz))
     T_reference: RigidTransform | None = None
     count = 0
+    bar = None
     with bagio.BagWriter(out) as writer:
         for index, frame in enumerate(frames):
+            if bar is None:  # not before: a source error stays one clean line
+                bar = progress(total=expected_frames, desc='make-bag', unit='frame')
             stamp = BAG_START_NS + index * period_ns
             lidar_stamp = stamp + int(lidar_offset_ms * 1e6)
             if T_reference is None:
@@ -145,6 +149,9 @@ def write_bag(frames: Iterator[BagFrame], out: Path, rate_hz: float, lidar_offse
                              metres_to_depth_image(frame.gt_depth, '32FC1', msg_cls=image_cls, frame_id=CAMERA_FRAME,
                                                    stamp=(stamp // 10**9, stamp % 10**9)))
             count += 1
+            bar.update()
+        if bar is not None:
+            bar.close()
         if T_reference is None:
             raise ValueError('no frames to write')
         writer.set_metadata('depth_completion.source', source)
@@ -163,7 +170,7 @@ def make_bag(source: str, out: str | Path, frames: int = 30, rate_hz: float = 10
         iterator = kitti_frames(Path(source.split(':', 1)[1]).expanduser(), frames)
     else:
         raise ValueError(f'unknown source {source!r}: use synthetic or kitti-object:<dir>')
-    return write_bag(iterator, out, rate_hz, lidar_offset_ms, source)
+    return write_bag(iterator, out, rate_hz, lidar_offset_ms, source, expected_frames=frames)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -171,9 +178,10 @@ def main(args: argparse.Namespace) -> int:
     try:
         report = make_bag(args.source, args.out, args.frames, args.rate, args.width, args.height, args.seed,
                           args.lidar_offset_ms)
-    except (ValueError, FileNotFoundError, FileExistsError) as exc:
-        print(f'depth-completion make-bag: error: {exc}', file=sys.stderr)
-        return 2
+    except ValueError as exc:  # unknown source, no frames
+        raise CliError(str(exc)) from None
     print(f'wrote {report["frames"]} frames to {report["bag"]} ({report["size_bytes"] / 1e6:.1f} MB, '
           f'{time.perf_counter() - start:.1f} s): ' + ', '.join(f'{t} x{n}' for t, n in report['topics'].items()))
+    print_written([('bag', report['bag']),
+                   ('node parameters (extrinsics)', Path(report['bag']) / bagio.PARAMS_FILE_NAME)])
     return 0
