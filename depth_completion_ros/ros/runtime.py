@@ -179,7 +179,9 @@ def run_graph(bag: str | Path, out_bag: str | Path, workdir: str | Path, *,
     """Start the node, a recorder of its outputs and a player of ``bag``; wait until the outputs stop coming;
     shut everything down with SIGINT. Returns logs, the node's final stats and the reports of player/recorder.
 
-    ``input_topics`` maps the node's input names (image, camera_info, points, depth, ...) to bag topics.
+    ``input_topics`` maps the node's input names (image, camera_info, points, depth, ...) to bag topics. With
+    ``image_transport: compressed`` (or ``depth_transport: compressedDepth``) in ``params`` the node listens on
+    ``<image>/compressed`` (``<depth>/compressedDepth``), image_transport's names, so those are played.
     """
     import json
 
@@ -190,6 +192,9 @@ def run_graph(bag: str | Path, out_bag: str | Path, workdir: str | Path, *,
     inputs = input_topics or {'image': bagio.IMAGE_TOPIC, 'camera_info': bagio.CAMERA_INFO_TOPIC,
                               'points': bagio.POINTS_TOPIC}
     record = record_topics or {**OUTPUT_TYPES, **DIAGNOSTICS_TYPES}
+    suffixes = {'image': '/compressed' if (params or {}).get('image_transport') == 'compressed' else '',
+                'depth': '/compressedDepth' if (params or {}).get('depth_transport') == 'compressedDepth' else ''}
+    played_topics = {name: topic + suffixes.get(name, '') for name, topic in inputs.items()}
     processes: list[RosProcess] = []
     try:
         node = RosProcess('node', module_args(NODE_MODULE, *node_arguments(params_files, params, inputs)),
@@ -206,9 +211,10 @@ def run_graph(bag: str | Path, out_bag: str | Path, workdir: str | Path, *,
             raise GraphError(f'recorder did not start:\n{_tail(recorder)}')
         report_path = workdir / 'play_report.json'
         player_args = ['play', str(bag), '--rate', str(rate), '--qos', play_qos, '--wait-for-subscribers', '30',
-                       '--wait-topics', *inputs.values(), '--topics', *inputs.values(), '--report', str(report_path)]
+                       '--wait-topics', *played_topics.values(), '--topics', *played_topics.values(),
+                       '--report', str(report_path)]
         if paced:
-            player_args += ['--pace-topic', f'{OUTPUT_NS}/depth', '--pace-on', inputs['image'],
+            player_args += ['--pace-topic', f'{OUTPUT_NS}/depth', '--pace-on', played_topics['image'],
                             '--pace-timeout', '60']
         if loops > 1:
             player_args += ['--loop', '--loops', str(loops)]
@@ -217,7 +223,7 @@ def run_graph(bag: str | Path, out_bag: str | Path, workdir: str | Path, *,
         if player.wait(play_timeout_s) is None:
             raise GraphError(f'player did not finish within {play_timeout_s} s:\n{_tail(player)}')
         # wait until an output arrived for every image played, or no output came for idle_timeout_s
-        played = json.loads(report_path.read_text())['published'].get(inputs['image'], 0) \
+        played = json.loads(report_path.read_text())['published'].get(played_topics['image'], 0) \
             if report_path.is_file() else 0
         last_count, last_change = -1, time.monotonic()
         while time.monotonic() - last_change < idle_timeout_s:

@@ -103,7 +103,7 @@ def analyse(bag: Path, out_bag: Path, out: Path, image_topic: str, gt_topic: str
     from depth_completion_ros.core.visualize import colorize_depth, save_png, side_by_side
 
     ns = '/depth_completion'
-    outputs: dict[str, dict[int, Any]] = {'depth': {}, 'sparse': {}, 'prefill': {}, 'points': {}}
+    outputs: dict[str, dict[int, Any]] = {'depth': {}, 'sparse': {}, 'prefill': {}, 'points': {}, 'confidence': {}}
     latencies: list[float] = []
     processing: list[float] = []
     for raw, msg in bagio.read_messages(out_bag):
@@ -111,7 +111,8 @@ def analyse(bag: Path, out_bag: Path, out: Path, image_topic: str, gt_topic: str
             latencies.append(float(msg.data))
         elif raw.topic == f'{ns}/timings':
             processing.append(float(json.loads(msg.data)['processing_ms']))
-        elif raw.topic in (f'{ns}/depth', f'{ns}/debug/sparse', f'{ns}/debug/prefill', f'{ns}/points'):
+        elif raw.topic in (f'{ns}/depth', f'{ns}/debug/sparse', f'{ns}/debug/prefill', f'{ns}/points',
+                           f'{ns}/confidence'):
             outputs[raw.topic.rsplit('/', 1)[1]][stamp_to_ns(msg.header.stamp)] = msg
     rgbs: dict[int, np.ndarray] = {}
     gts: dict[int, np.ndarray] = {}
@@ -124,22 +125,30 @@ def analyse(bag: Path, out_bag: Path, out: Path, image_topic: str, gt_topic: str
     previews = out / 'previews'
     previews.mkdir(parents=True, exist_ok=True)
     prefill_metrics, model_metrics = MetricAccumulator(), MetricAccumulator()
+    trust = ValidityReport()
     for index, stamp in enumerate(sorted(outputs['depth'])):
         dense = _depth_array(outputs['depth'][stamp])
         sparse = _depth_array(outputs['sparse'][stamp]) if stamp in outputs['sparse'] else np.zeros_like(dense)
         prefill = _depth_array(outputs['prefill'][stamp]) if stamp in outputs['prefill'] else dense
+        confidence = _float_image(outputs['confidence'][stamp]) if stamp in outputs['confidence'] else None
+        trust.add(dense, sparse if stamp in outputs['sparse'] else None, confidence)
         gt = gts.get(stamp)
         if gt is not None:
             gt = np.where(gt <= max_depth, gt, np.float32(0.0))  # beyond the node's range: not scored
+            trust.add_coverage(dense, gt)
+            gt = np.where(dense > 0, gt, np.float32(0.0))  # scored where the node publishes depth (not NaN)
             prefill_metrics.add(prefill, gt)
             if network_used:
                 model_metrics.add(dense, gt)
-        # one colour scale for every depth panel of a frame (and of the run): 0..80 m
+        # one colour scale for every depth panel of a frame (and of the run): 0..80 m; black = unknown (NaN)
         panels = [rgbs.get(stamp, np.zeros(dense.shape + (3,), np.uint8))]
         panels += [colorize_depth(d, vmin=0.0, vmax=80.0) for d in (sparse, prefill, dense)]
-        save_png(previews / f'frame_{index:03d}.png',
-                 side_by_side(panels, ['RGB', 'sparse (LiDAR)', 'prefill (ip_basic)',
-                                       'dense (LRRU)' if network_used else 'dense (prefill only)'], vertical=True))
+        labels = ['RGB', 'sparse (LiDAR)', 'prefill (ip_basic, before validity)',
+                  f'dense ({"LRRU" if network_used else "prefill only"}; black = unknown, NaN)']
+        if confidence is not None:
+            panels.append(colorize_depth(confidence, vmin=0.0, vmax=1.0, cmap='viridis'))
+            labels.append('confidence 0..1 (black = 0 / unknown)')
+        save_png(previews / f'frame_{index:03d}.png', side_by_side(panels, labels, vertical=True))
 
     ply_points = 0
     if outputs['points']:
@@ -160,8 +169,54 @@ def analyse(bag: Path, out_bag: Path, out: Path, image_topic: str, gt_topic: str
         'rmse_mm': {'prefill': metric(prefill_metrics, 'rmse_mm'), 'model': metric(model_metrics, 'rmse_mm')},
         'mae_mm': {'prefill': metric(prefill_metrics, 'mae_mm'), 'model': metric(model_metrics, 'mae_mm')},
         'metrics_frames': len(prefill_metrics), 'metrics_max_depth_m': max_depth,
-        'previews': len(outputs['depth']), 'ply_points': ply_points,
+        'previews': len(outputs['depth']), 'ply_points': ply_points, **trust.summary(),
     }
+
+
+def _float_image(msg: Any) -> np.ndarray:
+    from depth_completion_ros.core.conversions import image_to_numpy
+
+    return np.asarray(image_to_numpy(msg), dtype=np.float32)
+
+
+CONFIDENCE_BINS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+
+
+class ValidityReport:
+    """What the node left unknown and how much it trusts the rest, over the demo's frames (summary.json)."""
+
+    def __init__(self) -> None:
+        self.pixels = self.unknown = self.above_top = self.gt_pixels = self.gt_covered = 0
+        self.histogram = np.zeros(len(CONFIDENCE_BINS) - 1, np.int64)
+        self.checked_columns = False
+
+    def add(self, dense: np.ndarray, sparse: np.ndarray | None, confidence: np.ndarray | None) -> None:
+        valid = dense > 0
+        self.pixels += valid.size
+        self.unknown += int((~valid).sum())
+        if sparse is not None and (sparse > 0).any():
+            from depth_completion_ros.core.validity import column_top_rows
+
+            rows = np.arange(dense.shape[0])[:, None]
+            self.above_top += int((valid & (rows < column_top_rows(sparse)[None, :])).sum())
+            self.checked_columns = True
+        if confidence is not None:
+            self.histogram += np.histogram(confidence[valid], bins=CONFIDENCE_BINS)[0]
+
+    def add_coverage(self, dense: np.ndarray, gt: np.ndarray) -> None:
+        scored = gt > 0
+        self.gt_pixels += int(scored.sum())
+        self.gt_covered += int((scored & (dense > 0)).sum())
+
+    def summary(self) -> dict[str, Any]:
+        total = max(int(self.histogram.sum()), 1)
+        return {
+            'nan_fraction': round(self.unknown / self.pixels, 4) if self.pixels else None,
+            'valid_pixels_above_highest_measurement': self.above_top if self.checked_columns else None,
+            'confidence_histogram': {f'{low:.1f}-{high:.1f}': round(int(count) / total, 4) for low, high, count
+                                     in zip(CONFIDENCE_BINS[:-1], CONFIDENCE_BINS[1:], self.histogram, strict=True)},
+            'gt_coverage': round(self.gt_covered / self.gt_pixels, 4) if self.gt_pixels else None,
+        }
 
 
 def main(args: argparse.Namespace) -> int:
@@ -207,6 +262,11 @@ def main(args: argparse.Namespace) -> int:
     if (bag / bagio.PARAMS_FILE_NAME).is_file():
         params_files.append(bag / bagio.PARAMS_FILE_NAME)
     inputs = {'image': args.image_topic, 'camera_info': args.camera_info_topic}
+    played_image_topic = args.image_topic
+    bag_topics = bagio.bag_topics(bag)
+    if args.image_topic not in bag_topics and args.image_topic + '/compressed' in bag_topics:
+        params['image_transport'] = 'compressed'  # a bag of CompressedImage (image_transport's topic name)
+        played_image_topic = args.image_topic + '/compressed'
     if config_values.get('input_mode', 'points') == 'depth':
         inputs['depth'] = args.depth_topic or '/camera/depth/image_raw'
     else:
@@ -224,9 +284,9 @@ def main(args: argparse.Namespace) -> int:
     except RuntimeError as exc:
         print(f'depth-completion demo: error: {exc}', file=sys.stderr)
         return 1
-    analysis = analyse(bag, out / 'output_bag', out, args.image_topic, args.gt_topic, not prefill_only,
+    analysis = analyse(bag, out / 'output_bag', out, played_image_topic, args.gt_topic, not prefill_only,
                        float(config_values.get('max_range', 100.0)))
-    frames_in = int(result['play_report'].get('published', {}).get(args.image_topic, 0))
+    frames_in = int(result['play_report'].get('published', {}).get(played_image_topic, 0))
     stats = result['node_stats']
     summary = {
         'frames_in': frames_in, 'frames_out': analysis['frames_out'],
@@ -235,6 +295,9 @@ def main(args: argparse.Namespace) -> int:
         'processing_ms_p50': analysis['processing_ms_p50'],
         'rmse_mm': analysis['rmse_mm'], 'mae_mm': analysis['mae_mm'], 'metrics_frames': analysis['metrics_frames'],
         'metrics_max_depth_m': analysis['metrics_max_depth_m'],
+        'nan_fraction': analysis['nan_fraction'], 'confidence_histogram': analysis['confidence_histogram'],
+        'valid_pixels_above_highest_measurement': analysis['valid_pixels_above_highest_measurement'],
+        'gt_coverage': analysis['gt_coverage'],
         'mode': stats.get('mode'), 'device': stats.get('device'),
         'stage_ms_mean': {k.removeprefix('stage_').removesuffix('_ms'): round(v, 1)
                           for k, v in stats.items() if k.startswith('stage_') and isinstance(v, float)},
