@@ -113,3 +113,50 @@ def test_readme_bag_snippet_delivers_every_frame_of_a_short_bag(tmp_path: Path) 
         for process in processes:
             if process.returncode is None:
                 process.stop(timeout_s=5)
+
+
+def test_node_projects_into_a_raw_distorted_image_where_opencv_does_and_says_so_once(tmp_path: Path) -> None:
+    import cv2
+    from ros_helpers import TopicDriver, start_node
+    from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+
+    from depth_completion_ros.core import conversions
+    from depth_completion_ros.core.camera import CameraModel
+
+    K = np.array([[110.0, 0.0, 80.3], [0.0, 108.0, 59.6], [0.0, 0.0, 1.0]])
+    D = np.array([-0.3, 0.09, 0.001, -0.002, -0.01])
+    camera = CameraModel(width=160, height=120, K=K, P=np.hstack([K, np.zeros((3, 1))]), D=D,
+                         distortion_model='plumb_bob', frame_id='wide')
+    xs, ys = np.meshgrid(np.linspace(-2.6, 2.6, 9), np.linspace(-1.9, 1.9, 7))
+    points = np.stack([xs.ravel(), ys.ravel(), np.full(xs.size, 4.0)], 1)  # a wall 4 m ahead, to the corners
+    expected, _ = cv2.projectPoints(points, np.zeros(3), np.zeros(3), K, D)
+    columns, rows = np.floor(expected.reshape(-1, 2) + 0.5).astype(int).T
+    inside = (columns >= 0) & (columns < 160) & (rows >= 0) & (rows < 120)
+    assert inside.sum() > 40
+    pinhole = (points @ K.T)[:, :2] / points[:, 2:]
+    assert np.abs(pinhole - expected.reshape(-1, 2)).max() > 10  # the lens moves the corner points by > 10 px
+
+    node = start_node(tmp_path / 'node.log', params={**FAST_PARAMS, 'publish_debug': True},
+                      remaps={'image': '/wide/image_raw', 'camera_info': '/wide/camera_info', 'points': '/wide/points'})
+    driver = TopicDriver('distortion_driver')
+    try:
+        publishers = [driver.publisher(CameraInfo, '/wide/camera_info'), driver.publisher(Image, '/wide/image_raw'),
+                      driver.publisher(PointCloud2, '/wide/points')]
+        driver.subscribe('sparse', Image, f'{OUTPUT_NS}/debug/sparse')
+        driver.wait_matched(publishers, node)
+        for second in (10, 11):
+            stamp = (second, 0)
+            publishers[0].publish(camera.to_camera_info(stamp=stamp))
+            publishers[1].publish(conversions.numpy_to_image(np.full((120, 160, 3), 90, np.uint8), 'rgb8',
+                                                             frame_id='wide', stamp=stamp))
+            publishers[2].publish(conversions.arrays_to_pointcloud2(points.astype(np.float32), frame_id='wide',
+                                                                    stamp=stamp))
+            assert driver.expect_output(second * 10**9, ('sparse',), 20.0), node.output()[-1500:]
+        sparse = np.frombuffer(driver.received['sparse'][11 * 10**9].data, np.float32).reshape(120, 160)
+        landed = np.zeros((120, 160), bool)
+        landed[rows[inside], columns[inside]] = True
+        np.testing.assert_array_equal(np.nan_to_num(sparse) > 0, landed)  # every point on OpenCV's pixel
+        assert node.output().count("camera 'wide': camera_info has plumb_bob distortion") == 1
+    finally:
+        driver.close()
+        node.stop()
