@@ -128,13 +128,16 @@ class DepthCompletionPipeline:
             raise FrameError(f'points must be Nx3, got shape {points.shape}')
         if points.shape[0] == 0:
             raise FrameError('empty point cloud', 'empty_cloud')
-        xyz = points[:, :3].astype(np.float32, copy=False)
-        finite = np.isfinite(xyz).all(axis=1)
-        if not finite.all():
-            xyz = xyz[finite]
-        if xyz.shape[0] == 0:
-            raise FrameError('point cloud has no finite points', 'empty_cloud')
-        points_cam = T_cam_sensor.apply(xyz)
+        # Huge coordinates (or a huge extrinsic) overflow to inf by design: those points fail the projection's
+        # range tests; numpy's RuntimeWarnings about it would only be noise on stderr.
+        with np.errstate(over='ignore', invalid='ignore'):
+            xyz = points[:, :3].astype(np.float32, copy=False)
+            finite = np.isfinite(xyz).all(axis=1)
+            if not finite.all():
+                xyz = xyz[finite]
+            if xyz.shape[0] == 0:
+                raise FrameError('point cloud has no finite points', 'empty_cloud')
+            points_cam = T_cam_sensor.apply(xyz)
         sparse = project_points(points_cam, camera, min_range=self.settings.min_range,
                                 max_range=self.settings.max_range)
         return np.asarray(sparse, dtype=np.float32), elapsed_ms(start)
@@ -157,8 +160,9 @@ class DepthCompletionPipeline:
             if depth.shape != (depth_camera.height, depth_camera.width):
                 raise FrameError(f'depth image is {depth.shape[1]}x{depth.shape[0]} but its camera_info says '
                                  f'{depth_camera.width}x{depth_camera.height}', 'size_mismatch')
-            sparse = np.asarray(register_depth(depth, depth_camera, camera,
-                                               T_cam_depth or RigidTransform.identity()), dtype=np.float32)
+            with np.errstate(over='ignore', invalid='ignore'):  # huge depths/extrinsics: inf, then dropped
+                sparse = np.asarray(register_depth(depth, depth_camera, camera,
+                                                   T_cam_depth or RigidTransform.identity()), dtype=np.float32)
         sparse[~np.isfinite(sparse)] = 0.0
         out_of_range = (sparse < self.settings.min_range) | (sparse > self.settings.max_range)
         sparse[out_of_range] = 0.0

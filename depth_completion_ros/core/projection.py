@@ -250,21 +250,24 @@ def project_points(points_cam: Any, camera: CameraModel, min_range: float = 0.1,
     """
     points = _working_points(points_cam)
     matrix = _ops_constant(points, projection_matrix(camera, use_projection_matrix))
-    depth = points @ matrix[2, :3] + matrix[2, 3]
-    keep = (depth > 0) & (depth >= min_range) & (depth <= max_range) & _ops_isfinite(depth)
-    points, depth = points[keep], depth[keep]  # fewer points for the divisions below (about half a scan)
+    # Huge or degenerate input (1e38 coordinates, z ~ 1e-300) overflows to inf/NaN here by design: such points
+    # fail the range and inside tests below, so numpy's RuntimeWarnings would only be noise on stderr.
+    with np.errstate(over='ignore', invalid='ignore', divide='ignore'):
+        depth = points @ matrix[2, :3] + matrix[2, 3]
+        keep = (depth > 0) & (depth >= min_range) & (depth <= max_range) & _ops_isfinite(depth)
+        points, depth = points[keep], depth[keep]  # fewer points for the divisions below (about half a scan)
 
-    if use_projection_matrix or not camera.has_distortion:
-        pixel_x = (points @ matrix[0, :3] + matrix[0, 3]) / depth
-        pixel_y = (points @ matrix[1, :3] + matrix[1, 3]) / depth
-    else:
-        pixel_x, pixel_y = _pixels(points, depth, camera, matrix)
-    finite = _ops_isfinite(pixel_x) & _ops_isfinite(pixel_y)
-    pixel_x, pixel_y, depth = pixel_x[finite], pixel_y[finite], depth[finite]
-    column = _ops_floor_to_int(pixel_x + 0.5)
-    row = _ops_floor_to_int(pixel_y + 0.5)
-    inside = (column >= 0) & (column < camera.width) & (row >= 0) & (row < camera.height)
-    flat_index = row[inside] * camera.width + column[inside]
+        if use_projection_matrix or not camera.has_distortion:
+            pixel_x = (points @ matrix[0, :3] + matrix[0, 3]) / depth
+            pixel_y = (points @ matrix[1, :3] + matrix[1, 3]) / depth
+        else:
+            pixel_x, pixel_y = _pixels(points, depth, camera, matrix)
+        # inside the image while still floating point (NaN compares False): no cast of huge values to int
+        inside = ((pixel_x >= -0.5) & (pixel_x < camera.width - 0.5)
+                  & (pixel_y >= -0.5) & (pixel_y < camera.height - 0.5))
+    column = _ops_floor_to_int(pixel_x[inside] + 0.5)
+    row = _ops_floor_to_int(pixel_y[inside] + 0.5)
+    flat_index = row * camera.width + column
     return _ops_nearest_depth_image(flat_index, depth[inside], camera.height, camera.width)
 
 
@@ -289,17 +292,19 @@ def backproject(depth: Any, camera: CameraModel) -> Any:
         x = (u[None, :] - camera.cx) * z / camera.fx
         y = (v[:, None] - camera.cy) * z / camera.fy
         return torch.stack([x, y, z], dim=-1)
-    z = np.asarray(depth, dtype=np.float32)
-    with np.errstate(invalid='ignore'):
+    # Degenerate intrinsics (fx ~ 1e-300 or 1e300, valid but absurd) overflow float32 to inf by design; the
+    # warnings numpy would print about it are noise.
+    with np.errstate(over='ignore', invalid='ignore', divide='ignore'):
+        z = np.asarray(depth, dtype=np.float32)
         z = np.where(np.isfinite(z) & (z > 0), z, np.float32(np.nan))
-    cloud = np.empty((camera.height, camera.width, 3), dtype=np.float32)
-    u = np.arange(camera.width, dtype=np.float32) - np.float32(camera.cx)
-    v = np.arange(camera.height, dtype=np.float32) - np.float32(camera.cy)
-    np.multiply(u[None, :], z, out=cloud[..., 0])
-    cloud[..., 0] /= np.float32(camera.fx)
-    np.multiply(v[:, None], z, out=cloud[..., 1])
-    cloud[..., 1] /= np.float32(camera.fy)
-    cloud[..., 2] = z
+        cloud = np.empty((camera.height, camera.width, 3), dtype=np.float32)
+        u = np.arange(camera.width, dtype=np.float32) - np.float32(camera.cx)
+        v = np.arange(camera.height, dtype=np.float32) - np.float32(camera.cy)
+        np.multiply(u[None, :], z, out=cloud[..., 0])
+        cloud[..., 0] /= np.float32(camera.fx)
+        np.multiply(v[:, None], z, out=cloud[..., 1])
+        cloud[..., 1] /= np.float32(camera.fy)
+        cloud[..., 2] = z
     return cloud
 
 

@@ -17,7 +17,6 @@ exact for every frame and the camera sees exactly what the source says.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ import numpy as np
 from depth_completion_ros.core.camera import CameraModel
 from depth_completion_ros.core.transforms import RigidTransform
 from depth_completion_ros.ros import bagio
+from depth_completion_ros.tools.common import CliError, print_written
 
 BAG_START_NS = 1_700_000_000 * 1_000_000_000  # a plausible epoch stamp (never 0: zero stamps are rejected)
 CAMERA_FRAME = 'camera_optical_frame'
@@ -152,17 +152,21 @@ def _tf_static(T_cam_lidar: RigidTransform, stamp_ns: int) -> object:
 
 
 def write_bag(frames: Iterator[BagFrame], out: Path, rate_hz: float, lidar_offset_ms: float = 3.0,
-              source: str = '', image_encoding: str = 'rgb8') -> dict:
-    """Write the frames; returns a small report (frames, topics, size)."""
+              source: str = '', expected_frames: int | None = None, image_encoding: str = 'rgb8') -> dict:
+    """Write the frames (a progress bar once the first one exists); returns a report (frames, topics, size)."""
     from depth_completion_ros.core.conversions import metres_to_depth_image
+    from depth_completion_ros.tools.common import progress
 
     image_cls = bagio.bag_class(bagio.IMAGE_TYPE)
     info_cls = bagio.bag_class(bagio.CAMERA_INFO_TYPE)
     period_ns = int(round(1e9 / rate_hz))
     T_reference: RigidTransform | None = None
     count = 0
+    bar = None
     with bagio.BagWriter(out) as writer:
         for index, frame in enumerate(frames):
+            if bar is None:  # not before: a source error stays one clean line
+                bar = progress(total=expected_frames, desc='make-bag', unit='frame')
             stamp = BAG_START_NS + index * period_ns
             lidar_stamp = stamp + int(lidar_offset_ms * 1e6)
             if T_reference is None and frame.T_cam_lidar is not None:
@@ -197,6 +201,9 @@ def write_bag(frames: Iterator[BagFrame], out: Path, rate_hz: float, lidar_offse
                              metres_to_depth_image(frame.gt_depth, '32FC1', msg_cls=image_cls, frame_id=CAMERA_FRAME,
                                                    stamp=(stamp // 10**9, stamp % 10**9)))
             count += 1
+            bar.update()
+        if bar is not None:
+            bar.close()
         if count == 0:
             raise ValueError('no frames to write')
         writer.set_metadata('depth_completion.source', source)
@@ -221,7 +228,8 @@ def make_bag(source: str, out: str | Path, frames: int = 30, rate_hz: float = 10
         iterator = rgbd_frames(Path(source.split(':', 1)[1]).expanduser(), frames, intrinsics, depth_scale)
     else:
         raise ValueError(f'unknown source {source!r}: use synthetic, kitti-object:<dir> or rgbd:<dir>')
-    return write_bag(iterator, out, rate_hz, lidar_offset_ms, source, image_encoding)
+    return write_bag(iterator, out, rate_hz, lidar_offset_ms, source, expected_frames=frames,
+                     image_encoding=image_encoding)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -229,9 +237,10 @@ def main(args: argparse.Namespace) -> int:
     try:
         report = make_bag(args.source, args.out, args.frames, args.rate, args.width, args.height, args.seed,
                           args.lidar_offset_ms, args.image_encoding, args.intrinsics, args.depth_scale)
-    except (ValueError, FileNotFoundError, FileExistsError) as exc:
-        print(f'depth-completion make-bag: error: {exc}', file=sys.stderr)
-        return 2
+    except ValueError as exc:  # unknown source, no frames, bad intrinsics
+        raise CliError(str(exc)) from None
     print(f'wrote {report["frames"]} frames to {report["bag"]} ({report["size_bytes"] / 1e6:.1f} MB, '
           f'{time.perf_counter() - start:.1f} s): ' + ', '.join(f'{t} x{n}' for t, n in report['topics'].items()))
+    print_written([('bag', report['bag']),
+                   ('node parameters (extrinsics)', Path(report['bag']) / bagio.PARAMS_FILE_NAME)])
     return 0

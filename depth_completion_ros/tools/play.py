@@ -6,7 +6,8 @@ playback keeps up with large images and clouds. Options follow ``ros2 bag play``
 importable here (``tf2_msgs`` through the pip wheels) are skipped with a note.
 
 Before the first message the player can wait until every topic it publishes has a subscriber
-(``--wait-for-subscribers``), so a freshly started node misses nothing.
+(``--wait-for-subscribers``), so a freshly started node misses nothing. Ctrl-C stops it between messages:
+the report is still printed (and written) and the exit status is 130.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from typing import Any
 
 from depth_completion_ros.ros import bagio
 from depth_completion_ros.ros.runtime import ensure_local_ros
+from depth_completion_ros.tools.common import CliError
 
 SUBSCRIBER_SETTLE_S = 1.0
 
@@ -216,14 +218,16 @@ def main(args: argparse.Namespace) -> int:
     try:
         remaps = parse_remaps(args.remap)
     except ValueError as exc:
-        print(f'depth-completion play: error: {exc}', file=sys.stderr)
-        return 2
-    if not Path(args.bag).is_dir():
-        print(f'depth-completion play: error: bag folder not found: {args.bag}', file=sys.stderr)
-        return 2
+        raise CliError(str(exc)) from None
+    if not (Path(args.bag) / 'metadata.yaml').is_file():
+        raise CliError(f'not a rosbag2 folder (no metadata.yaml): {args.bag} (give the bag\'s folder, e.g. one '
+                       f'made by `depth-completion make-bag`)')
+    if args.rate <= 0:
+        raise CliError(f'--rate must be > 0, got {args.rate}')
     rclpy.init()
     node = rclpy.create_node('depth_completion_player')
     status = 0
+    interrupted = False
     player: BagPlayer | None = None
     start = time.monotonic()
     try:
@@ -257,12 +261,18 @@ def main(args: argparse.Namespace) -> int:
             passes += 1
             if not args.loop or (args.loops and passes >= args.loops):
                 break
-        time.sleep(0.2)  # let the last reliable messages go out before the participant disappears
+        interrupted = not rclpy.ok()  # rclpy's SIGINT handler shut the context down mid-pass
+        if not interrupted:
+            time.sleep(0.2)  # let the last reliable messages go out before the participant disappears
     except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        interrupted = True
     except ValueError as exc:
         print(f'depth-completion play: error: {exc}', file=sys.stderr)
         status = 2
+    except Exception:
+        if rclpy.ok():
+            raise
+        interrupted = True  # e.g. RCLError "publisher's context is invalid" after SIGINT: a stop, not a bug
     finally:
         report = {'published': dict(player.published) if player else {},
                   'pace_timeouts': player.pace_timeouts if player else 0,
@@ -273,4 +283,6 @@ def main(args: argparse.Namespace) -> int:
             Path(args.report).write_text(json.dumps(report, indent=2))
         node.destroy_node()
         rclpy.try_shutdown()
+    if interrupted:
+        raise KeyboardInterrupt  # cli.main: "interrupted", exit 130
     return status
