@@ -164,8 +164,17 @@ def test_demo_ctrl_c_exits_130_with_summary_and_previews_of_the_frames_so_far(ti
     summary = json.loads((out / 'summary.json').read_text())
     assert summary['interrupted'] is True
     assert 2 <= summary['frames_out'] < 5
-    assert len(list((out / 'previews').glob('frame_*.png'))) == summary['frames_out']
-    assert 'demo: written under' in result.stdout
+    previews = sorted((out / 'previews').glob('frame_*.png'))
+    assert len(previews) == summary['frames_out']
+    from PIL import Image
+
+    with Image.open(previews[0]) as image:   # RGB, sparse, prefill, dense (+ confidence) of 96 rows, colour bar
+        assert image.width == 320 and image.height > 4 * 96 + 30
+    # metrics of the frames done, against the bag's ground truth, on the pixels the node published
+    assert summary['metrics_frames'] == summary['frames_out'] and summary['rmse_mm']['prefill'] > 0
+    assert 0.0 < summary['output_coverage'] <= 1.0
+    assert summary['node_first_problem'] is None, summary['node_first_problem']
+    assert 'demo: written under' in result.stdout and 'summary.json' in result.stdout
     for log in (out / 'logs').glob('*.log'):
         text = log.read_text()
         assert 'Traceback' not in text and 'context is invalid' not in text, (log.name, text[-2000:])
@@ -255,3 +264,19 @@ def test_preview_has_a_colour_bar_in_metres_dilated_dots_and_an_optional_confide
     with_confidence = completion_preview(rgb, sparse, dense, dense, confidence=np.full((40, 200), 0.5), vmax=80.0)
     assert with_confidence.shape[0] > without.shape[0] + 40   # one more panel and one more bar
     assert without.shape[1] == 200 and without.shape[0] >= 4 * 40 + bar.shape[0]
+
+
+def test_first_problem_line_finds_the_reason_in_real_log_shapes() -> None:
+    from depth_completion_ros.ros.runtime import first_problem_line
+
+    node_log = ('[INFO] [1796116206.907871807] [depth_completion]: ready: input_mode=points\n'
+                '[WARN] [1796116207.100000000] [depth_completion]: frame dropped: no camera_info for frame x\n')
+    assert first_problem_line(node_log) is None
+    assert first_problem_line(node_log, warnings=True) == \
+        '[WARN] [depth_completion]: frame dropped: no camera_info for frame x'
+    player_log = ("play: skipping /tf_static (tf2_msgs/msg/TFMessage: ...)\n"
+                  "depth-completion play: error: topics not in the bag: ['/x'] (the bag has ['/y'])\n")
+    assert first_problem_line(player_log) == \
+        "depth-completion play: error: topics not in the bag: ['/x'] (the bag has ['/y'])"
+    crash = 'Traceback (most recent call last):\n  File "a.py", line 1, in <module>\nRuntimeError: boom\n'
+    assert first_problem_line(crash) == 'RuntimeError: boom'

@@ -143,6 +143,7 @@ def analyse(bag: Path, out_bag: Path, out: Path, image_topic: str, gt_topic: str
     previews.mkdir(parents=True, exist_ok=True)
     prefill_metrics, model_metrics = MetricAccumulator(), MetricAccumulator()
     trust = ValidityReport()
+    coverage: list[float] = []
     for index, stamp in enumerate(progress(sorted(outputs['depth']), desc='previews', leave=False)):
         dense = _depth_array(outputs['depth'][stamp])
         sparse = _depth_array(outputs['sparse'][stamp]) if stamp in outputs['sparse'] else np.zeros_like(dense)
@@ -153,11 +154,15 @@ def analyse(bag: Path, out_bag: Path, out: Path, image_topic: str, gt_topic: str
         gt = gts.get(stamp)
         if gt is not None:
             gt = np.where(gt <= max_depth, gt, np.float32(0.0))  # beyond the node's range: not scored
-            trust.add_coverage(dense, gt)
-            gt = np.where(dense > 0, gt, np.float32(0.0))  # scored where the node publishes depth (not NaN)
-            prefill_metrics.add(prefill, gt)
+            # Scored where the node published a depth (elsewhere it says "unknown", NaN), prefill on the same
+            # pixels; the share of ground truth it covers is reported beside.
+            published = dense > 0
+            if np.any(gt > 0):
+                coverage.append(float(np.count_nonzero(published & (gt > 0)) / np.count_nonzero(gt > 0)))
+            scored = np.where(published, gt, np.float32(0.0))
+            prefill_metrics.add(prefill, scored)
             if network_used:
-                model_metrics.add(dense, gt)
+                model_metrics.add(dense, scored)
         save_png(previews / f'frame_{index:03d}.png', completion_preview(
             rgbs.get(stamp, np.zeros(dense.shape + (3,), np.uint8)), sparse, prefill, dense,
             confidence=None if confidence is None else image_to_numpy(confidence), vmax=PREVIEW_MAX_DEPTH_M,
@@ -182,6 +187,7 @@ def analyse(bag: Path, out_bag: Path, out: Path, image_topic: str, gt_topic: str
         'rmse_mm': {'prefill': metric(prefill_metrics, 'rmse_mm'), 'model': metric(model_metrics, 'rmse_mm')},
         'mae_mm': {'prefill': metric(prefill_metrics, 'mae_mm'), 'model': metric(model_metrics, 'mae_mm')},
         'metrics_frames': len(prefill_metrics), 'metrics_max_depth_m': max_depth,
+        'output_coverage': round(float(np.mean(coverage)), 3) if coverage else None,
         'previews': len(outputs['depth']), 'ply_points': ply_points, **trust.summary(),
     }
 
@@ -193,7 +199,7 @@ class ValidityReport:
     """What the node left unknown and how much it trusts the rest, over the demo's frames (summary.json)."""
 
     def __init__(self) -> None:
-        self.pixels = self.unknown = self.above_top = self.gt_pixels = self.gt_covered = 0
+        self.pixels = self.unknown = self.above_top = 0
         self.histogram = np.zeros(len(CONFIDENCE_BINS) - 1, np.int64)
         self.checked_columns = False
 
@@ -210,11 +216,6 @@ class ValidityReport:
         if confidence is not None:
             self.histogram += np.histogram(confidence[valid], bins=CONFIDENCE_BINS)[0]
 
-    def add_coverage(self, dense: np.ndarray, gt: np.ndarray) -> None:
-        scored = gt > 0
-        self.gt_pixels += int(scored.sum())
-        self.gt_covered += int((scored & (dense > 0)).sum())
-
     def summary(self) -> dict[str, Any]:
         total = max(int(self.histogram.sum()), 1)
         return {
@@ -222,7 +223,6 @@ class ValidityReport:
             'valid_pixels_above_highest_measurement': self.above_top if self.checked_columns else None,
             'confidence_histogram': {f'{low:.1f}-{high:.1f}': round(int(count) / total, 4) for low, high, count
                                      in zip(CONFIDENCE_BINS[:-1], CONFIDENCE_BINS[1:], self.histogram, strict=True)},
-            'gt_coverage': round(self.gt_covered / self.gt_pixels, 4) if self.gt_pixels else None,
         }
 
 
@@ -263,10 +263,9 @@ def build_summary(result: dict, analysis: dict, bag: Path, out: Path, args: argp
         'latency_ms_p50': analysis['latency_ms_p50'], 'latency_ms_p95': analysis['latency_ms_p95'],
         'processing_ms_p50': analysis['processing_ms_p50'],
         'rmse_mm': analysis['rmse_mm'], 'mae_mm': analysis['mae_mm'], 'metrics_frames': analysis['metrics_frames'],
-        'metrics_max_depth_m': analysis['metrics_max_depth_m'],
+        'metrics_max_depth_m': analysis['metrics_max_depth_m'], 'output_coverage': analysis['output_coverage'],
         'nan_fraction': analysis['nan_fraction'], 'confidence_histogram': analysis['confidence_histogram'],
         'valid_pixels_above_highest_measurement': analysis['valid_pixels_above_highest_measurement'],
-        'gt_coverage': analysis['gt_coverage'],
         'mode': stats.get('mode'), 'device': stats.get('device'),
         'stage_ms_mean': {k.removeprefix('stage_').removesuffix('_ms'): round(v, 1)
                           for k, v in stats.items() if k.startswith('stage_') and isinstance(v, float)},

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from depth_completion_ros.tools.common import CliError
+from depth_completion_ros.tools.common import CliError, print_written, progress
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,7 +45,8 @@ def main(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CliError(f'{exc} (see `depth-completion eval --help` for --data, --protocol, --intrinsics)') from None
     result = evaluate(source, protocol, weights=args.weights, variant=args.variant,
-                      device=args.device, seed=args.seed, max_frames=args.max_frames, save_dir=args.save)
+                      device=args.device, seed=args.seed, max_frames=args.max_frames, save_dir=args.save,
+                      progress=lambda frames: progress(frames, desc='eval'))
     if args.json:
         out = {'prefill': result['prefill'], 'model': result['model'], 'frames': result['frames']}
         if args.per_frame:
@@ -57,4 +58,6 @@ def main(args: argparse.Namespace) -> int:
         for row in result['per_frame']:
             print(f'  {row["name"]}: prefill {row["prefill_rmse_mm"]:.1f} mm, network {row["model_rmse_mm"]:.1f} mm '
                   f'({row["scored_pixels"]} scored, {row["input_points"]} input points)')
+    if args.save:
+        print_written([('depth and error maps', args.save)])
     return 0

@@ -9,6 +9,7 @@
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,9 +60,11 @@ def protocol_inputs(sample: Sample, protocol: Protocol, seed: int) -> tuple[Samp
 
 def evaluate(source: Any, protocol: Protocol, weights: str | Path | None = 'lrru_mini', variant: str | None = None,
              device: str = 'auto', seed: int = 0, max_frames: int | None = None,
-             save_dir: str | Path | None = None) -> dict[str, Any]:
+             save_dir: str | Path | None = None,
+             progress: Callable[[range], Iterable[int]] | None = None) -> dict[str, Any]:
     """Runs every frame of ``source``; returns ``{'prefill': metrics, 'model': metrics, 'frames': N,
-    'per_frame': [...]}`` (metrics = core.metrics keys, averaged over frames)."""
+    'per_frame': [...]}`` (metrics = core.metrics keys, averaged over frames). ``progress`` wraps the frame
+    indices (the CLI passes a tqdm bar)."""
     from depth_completion_ros.core.metrics import MetricAccumulator
     from depth_completion_ros.model import DepthCompleter
     from depth_completion_ros.model.weights import read_metadata, resolve_weights
@@ -72,7 +75,7 @@ def evaluate(source: Any, protocol: Protocol, weights: str | Path | None = 'lrru
     prefill_acc, model_acc = MetricAccumulator(), MetricAccumulator()
     per_frame = []
     count = len(source) if max_frames is None else min(len(source), max_frames)
-    for index in range(count):
+    for index in (progress or iter)(range(count)):
         sample, sparse_in, target = protocol_inputs(source[index], protocol, seed + index)
         if protocol.name == 'holdout-points' and np.any((sparse_in > 0) & (target > 0)):
             raise AssertionError('holdout protocol would score a point that was fed to the network')
