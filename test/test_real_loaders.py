@@ -105,13 +105,13 @@ def test_sevenscenes_registration_aligns_depth_with_colour(shared_data: Path) ->
     before, after = [], []
     for i in range(len(registered)):
         sample, unregistered = registered[i], raw[i]
-        assert sample.camera.fx == 525.0 and unregistered.camera.fx == 585.0
+        assert sample.camera.fx == 530.0 and unregistered.camera.fx == 585.0
         valid = sample.sparse > 0
         assert 0.6 < valid.mean() < 0.8                   # the colour camera sees wider: its border has no depth
         assert 0.5 < np.median(sample.sparse[valid]) < 4.0 and sample.sparse.max() < 8.0   # metres
         before.append(edge_alignment_px(unregistered.rgb, unregistered.sparse))
         after.append(edge_alignment_px(sample.rgb, sample.sparse))
-    assert np.mean(after) < 3.0 < np.mean(before)          # depth edges land on colour edges after registration
+    assert np.mean(after) < 2.5 and np.mean(before) > 4.0          # depth edges land on colour edges after registration
 
 
 def test_rgbd_folder_honours_open3d_camera_file(shared_data: Path, nyu_dir: Path) -> None:
