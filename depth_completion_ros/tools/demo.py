@@ -64,10 +64,13 @@ def sample_bag(cache: Path, frames: int) -> Path:
 
     bag = cache / f'synthetic_street_1242x375_{frames}f'
     if not (bag / 'metadata.yaml').is_file():
+        partial = bag.with_name(bag.name + '.partial')  # renamed when complete: Ctrl-C never leaves a short sample
         shutil.rmtree(bag, ignore_errors=True)
+        shutil.rmtree(partial, ignore_errors=True)
         cache.mkdir(parents=True, exist_ok=True)
         print(f'demo: generating the synthetic sample bag ({frames} frames at 10 Hz) in {bag} ...', flush=True)
-        make_bag('synthetic', bag, frames=frames)
+        make_bag('synthetic', partial, frames=frames)
+        partial.rename(bag)
     return bag
 
 
@@ -144,7 +147,8 @@ def analyse(bag: Path, out_bag: Path, out: Path, image_topic: str, gt_topic: str
     prefill_metrics, model_metrics = MetricAccumulator(), MetricAccumulator()
     trust = ValidityReport()
     coverage: list[float] = []
-    for index, stamp in enumerate(progress(sorted(outputs['depth']), desc='previews', leave=False)):
+    for index, stamp in enumerate(progress(sorted(outputs['depth']), desc='previews', leave=False,
+                                                   disable=not outputs['depth'])):
         dense = _depth_array(outputs['depth'][stamp])
         sparse = _depth_array(outputs['sparse'][stamp]) if stamp in outputs['sparse'] else np.zeros_like(dense)
         prefill = _depth_array(outputs['prefill'][stamp]) if stamp in outputs['prefill'] else dense
@@ -280,8 +284,10 @@ def build_summary(result: dict, analysis: dict, bag: Path, out: Path, args: argp
 
 
 def write_outputs(out: Path, summary: dict) -> None:
+    """summary.json, the summary on stdout (not after a failure: the error line matters then) and what went where."""
     (out / 'summary.json').write_text(json.dumps(summary, indent=2))
-    print(json.dumps(summary, indent=2))
+    if 'error' not in summary:
+        print(json.dumps(summary, indent=2))
     print_written([('summary', out / 'summary.json'), ('previews', out / 'previews'),
                    ('point cloud', out / 'cloud.ply'), ('output bag', out / 'output_bag'), ('logs', out / 'logs')],
                   title=f'demo: written under {out}')
@@ -366,8 +372,6 @@ def main(args: argparse.Namespace) -> int:
         result, error = {}, str(exc)
     finally:
         bar.close()
-    if error:
-        print(f'depth-completion demo: error: {error}', file=sys.stderr, flush=True)
     analysis = analyse(bag, out / 'output_bag', out, played_image_topic, args.gt_topic, not prefill_only,
                        float(config_values.get('max_range', 100.0)))
     summary = build_summary(result, analysis, bag, out, args, started, played_image_topic)
@@ -376,6 +380,8 @@ def main(args: argparse.Namespace) -> int:
     if interrupted:
         summary['interrupted'] = True
     write_outputs(out, summary)
+    if error:  # last, where the eye lands; the same line is in summary.json
+        print(f'depth-completion demo: error: {error}', file=sys.stderr, flush=True)
     if interrupted:
         raise KeyboardInterrupt  # cli.main: "interrupted", exit 130
     return 0 if not error and summary['frames_out'] > 0 and result.get('node_status') == 0 else 1
