@@ -241,7 +241,7 @@ def test_every_option_has_help_and_no_default_is_repeated_or_none() -> None:
             if not action.help:
                 missing.append(f'{name} {action.option_strings or action.dest}')
             shown = cli.HelpFormatter(name)._get_help_string(action) % {'default': action.default}
-            if shown.lower().count('default') > 1 or '(default: None)' in shown or '(default: False)' in shown:
+            if shown.lower().count('default') > 1 or any(f'(default: {v})' in shown for v in ('None', 'False', '[]')):
                 repeated.append(f'{name} {action.option_strings}: {shown}')
         assert '(default: None)' not in parser.format_help()
     assert not missing, missing
