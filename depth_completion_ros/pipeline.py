@@ -1,7 +1,8 @@
 """One frame of depth completion, ROS-free: used by the node, the demo and the benchmarks alike.
 
 decoded arrays  ->  sparse depth (LiDAR points projected with a z-buffer, or a depth image registered into
-the camera)  ->  completion (prefill, then LRRU unless ``prefill_only``)  ->  dense depth + organized cloud.
+the camera)  ->  completion (prefill, then LRRU unless ``prefill_only``)  ->  validity + confidence
+(core/validity.py: unknown wherever no measurement supports the depth)  ->  dense depth + organized cloud.
 
 Depth is in metres, float32, 0 = unknown throughout (the ROS layer turns 0 into NaN, REP 118). Every stage
 reports its wall time in milliseconds so the node can publish a per-stage breakdown.
@@ -18,10 +19,17 @@ import numpy as np
 from depth_completion_ros.core.camera import CameraModel
 from depth_completion_ros.core.projection import backproject, project_points, register_depth
 from depth_completion_ros.core.transforms import RigidTransform
+from depth_completion_ros.core.validity import SensorFov, ValiditySettings, apply_validity
 
 
 class FrameError(ValueError):
-    """This frame cannot be processed (malformed or inconsistent input): drop it, warn, carry on."""
+    """This frame cannot be processed (malformed or inconsistent input): drop it, warn, carry on.
+
+    ``kind`` names the problem for counting and log throttling (one line per kind every few seconds)."""
+
+    def __init__(self, message: str, kind: str = 'invalid_input') -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 @dataclass
@@ -33,11 +41,13 @@ class PipelineSettings:
     cloud_enable: bool = True
     cloud_stride: int = 1
     cloud_color: bool = True
+    validity: ValiditySettings = field(default_factory=ValiditySettings)
 
 
 @dataclass
 class FrameOutput:
-    depth: np.ndarray                 # HxW float32 m, 0 = unknown
+    depth: np.ndarray                 # HxW float32 m, 0 = unknown (no measurement supports it)
+    confidence: np.ndarray            # HxW float32 0..1, 0 where depth is unknown (core/validity.py)
     sparse: np.ndarray                # HxW float32 m, the measurements the completion started from
     prefill: np.ndarray               # HxW float32 m, the non-learned fill
     cloud_xyz: np.ndarray | None      # (H/s)x(W/s)x3 float32 in the camera optical frame, NaN = invalid
@@ -133,14 +143,17 @@ class DepthCompletionPipeline:
         if points.ndim != 2 or points.shape[1] < 3:
             raise FrameError(f'points must be Nx3, got shape {points.shape}')
         if points.shape[0] == 0:
-            raise FrameError('empty point cloud')
-        xyz = points[:, :3].astype(np.float32, copy=False)
-        finite = np.isfinite(xyz).all(axis=1)
-        if not finite.all():
-            xyz = xyz[finite]
-        if xyz.shape[0] == 0:
-            raise FrameError('point cloud has no finite points')
-        points_cam = T_cam_sensor.apply(xyz)
+            raise FrameError('empty point cloud', 'empty_cloud')
+        # Huge coordinates (or a huge extrinsic) overflow to inf by design: those points fail the projection's
+        # range tests; numpy's RuntimeWarnings about it would only be noise on stderr.
+        with np.errstate(over='ignore', invalid='ignore'):
+            xyz = points[:, :3].astype(np.float32, copy=False)
+            finite = np.isfinite(xyz).all(axis=1)
+            if not finite.all():
+                xyz = xyz[finite]
+            if xyz.shape[0] == 0:
+                raise FrameError('point cloud has no finite points', 'empty_cloud')
+            points_cam = T_cam_sensor.apply(xyz)
         sparse = project_points(points_cam, camera, min_range=self.settings.min_range,
                                 max_range=self.settings.max_range)
         return np.asarray(sparse, dtype=np.float32), elapsed_ms(start)
@@ -157,28 +170,47 @@ class DepthCompletionPipeline:
         if depth_camera is None:
             if depth.shape != (camera.height, camera.width):
                 raise FrameError(f'registered depth is {depth.shape[1]}x{depth.shape[0]} but the camera is '
-                                 f'{camera.width}x{camera.height}')
+                                 f'{camera.width}x{camera.height}', 'size_mismatch')
             sparse = depth.copy()
         else:
             if depth.shape != (depth_camera.height, depth_camera.width):
                 raise FrameError(f'depth image is {depth.shape[1]}x{depth.shape[0]} but its camera_info says '
-                                 f'{depth_camera.width}x{depth_camera.height}')
-            sparse = np.asarray(register_depth(depth, depth_camera, camera,
-                                               T_cam_depth or RigidTransform.identity()), dtype=np.float32)
+                                 f'{depth_camera.width}x{depth_camera.height}', 'size_mismatch')
+            with np.errstate(over='ignore', invalid='ignore'):  # huge depths/extrinsics: inf, then dropped
+                sparse = np.asarray(register_depth(depth, depth_camera, camera,
+                                                   T_cam_depth or RigidTransform.identity()), dtype=np.float32)
         sparse[~np.isfinite(sparse)] = 0.0
         out_of_range = (sparse < self.settings.min_range) | (sparse > self.settings.max_range)
         sparse[out_of_range] = 0.0
         return sparse, elapsed_ms(start)
 
     # -- completion and cloud ----------------------------------------------------------------------------------
-    def complete(self, rgb: np.ndarray, sparse: np.ndarray, camera: CameraModel) -> FrameOutput:
-        """Dense depth (+ organized cloud) from an RGB image and a sparse depth map of the same size."""
+    def sensor_fov_from_points(self, points_sensor: np.ndarray, T_cam_sensor: RigidTransform) -> SensorFov | None:
+        """The LiDAR's field of view from its scan (None when validity is off)."""
+        if not self.settings.validity.enable:
+            return None
+        points = np.asarray(points_sensor)[:, :3]
+        return SensorFov.from_points(points[np.isfinite(points).all(axis=1)], T_cam_sensor,
+                                     self.settings.validity.fov_margin_deg)
+
+    def sensor_fov_from_depth_camera(self, depth_camera: CameraModel | None,
+                                     T_cam_depth: RigidTransform | None) -> SensorFov | None:
+        """A separate depth camera's field of view (None for registered depth or when validity is off)."""
+        if depth_camera is None or not self.settings.validity.enable:
+            return None
+        return SensorFov.from_camera(depth_camera, T_cam_depth or RigidTransform.identity(),
+                                     self.settings.validity.fov_margin_deg)
+
+    def complete(self, rgb: np.ndarray, sparse: np.ndarray, camera: CameraModel,
+                 sensor_fov: SensorFov | None = None) -> FrameOutput:
+        """Dense depth, its confidence (+ organized cloud) from an RGB image and a sparse depth map of the same
+        size; pixels no measurement supports (core/validity.py) are unknown, ``sensor_fov`` bounds them too."""
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise FrameError(f'rgb must be HxWx3 uint8, got {rgb.shape} {rgb.dtype}')
         if rgb.shape[:2] != sparse.shape or sparse.shape != (camera.height, camera.width):
             raise FrameError(f'size mismatch: image {rgb.shape[1]}x{rgb.shape[0]}, sparse '
                              f'{sparse.shape[1] if sparse.ndim == 2 else "?"}x{sparse.shape[0]}, camera_info '
-                             f'{camera.width}x{camera.height}')
+                             f'{camera.width}x{camera.height}', 'size_mismatch')
         settings = self.settings
         timings: dict[str, float] = {}
         use_network = not settings.prefill_only
@@ -205,14 +237,17 @@ class DepthCompletionPipeline:
         invalid = ~np.isfinite(depth) | (depth <= 0.0) | (depth > settings.max_range)
         if invalid.any():
             depth = np.where(invalid, np.float32(0.0), depth)
+        start = time.perf_counter()
+        depth, confidence = apply_validity(depth, sparse, camera, settings.validity, sensor_fov)
+        timings['validity'] = elapsed_ms(start)
 
         cloud_xyz = cloud_rgb = None
         if settings.cloud_enable:
             start = time.perf_counter()
             cloud_xyz, cloud_rgb = self.organized_cloud(depth, rgb, camera)
             timings['cloud'] = elapsed_ms(start)
-        return FrameOutput(depth=depth, sparse=sparse, prefill=prefill, cloud_xyz=cloud_xyz, cloud_rgb=cloud_rgb,
-                           used_network=use_network, timings_ms=timings)
+        return FrameOutput(depth=depth, confidence=confidence, sparse=sparse, prefill=prefill, cloud_xyz=cloud_xyz,
+                           cloud_rgb=cloud_rgb, used_network=use_network, timings_ms=timings)
 
     def organized_cloud(self, depth: np.ndarray, rgb: np.ndarray | None,
                         camera: CameraModel) -> tuple[np.ndarray, np.ndarray | None]:
@@ -243,6 +278,6 @@ def run_frame(pipeline: DepthCompletionPipeline, rgb: np.ndarray, camera: Camera
               points_sensor: np.ndarray, T_cam_sensor: RigidTransform) -> FrameOutput:
     """Convenience for scripts and tests: points -> sparse -> completion, timings merged."""
     sparse, project_ms = pipeline.sparse_from_points(points_sensor, camera, T_cam_sensor)
-    output = pipeline.complete(rgb, sparse, camera)
+    output = pipeline.complete(rgb, sparse, camera, pipeline.sensor_fov_from_points(points_sensor, T_cam_sensor))
     output.timings_ms = {'project': project_ms, **output.timings_ms}
     return output

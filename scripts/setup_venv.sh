@@ -16,6 +16,8 @@ if [ ! -x "$venv/bin/python" ]; then
     "$python" -m venv "$venv"
   fi
 fi
+# colcon must never crawl the venv (the ROS wheels put 60+ package.xml files in it) when it sits in a workspace
+touch "$venv/COLCON_IGNORE"
 pip=("$venv/bin/python" -m pip install --disable-pip-version-check -q)
 reqs=(-r requirements/base.txt -r requirements/test.txt)
 if [ -z "${ROS_DISTRO:-}" ]; then reqs+=(-r requirements/ros-wheels.txt); fi

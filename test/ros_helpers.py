@@ -10,12 +10,20 @@ from collections.abc import Callable
 from typing import Any
 
 from depth_completion_ros.core.conversions import stamp_to_ns
-from depth_completion_ros.ros.runtime import RosProcess
+from depth_completion_ros.ros.runtime import NODE_MODULE, RosProcess, module_args, node_arguments
 
 
 def stamp_ns(msg: Any) -> int:
     """header.stamp of a message in nanoseconds."""
     return stamp_to_ns(msg.header.stamp)
+
+
+def start_node(log_path: Any, params: dict | None = None, remaps: dict | None = None,
+               ready_timeout_s: float = 120.0) -> RosProcess:
+    """The node in a subprocess with ``-p``/``-r`` arguments, once it logged ``ready:`` (else fail with its log)."""
+    node = RosProcess('node', module_args(NODE_MODULE, *node_arguments(params=params, remaps=remaps)), log_path)
+    assert node.wait_for_output('ready:', ready_timeout_s), node.output()[-2000:]
+    return node
 
 
 class TopicDriver:

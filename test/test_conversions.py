@@ -110,11 +110,11 @@ def test_image_to_rgb_reorders_channels() -> None:
 
 
 def test_image_unsupported_encoding_is_named() -> None:
-    msg = SimpleNamespace(height=1, width=1, encoding='yuv422', is_bigendian=0, step=2, data=b'\0\0')
-    with pytest.raises(UnsupportedEncodingError, match='yuv422'):
+    msg = SimpleNamespace(height=1, width=1, encoding='nv21', is_bigendian=0, step=2, data=b'\0\0')
+    with pytest.raises(UnsupportedEncodingError, match='nv21'):
         image_to_numpy(msg)
-    with pytest.raises(UnsupportedEncodingError, match='bayer_rggb8'):
-        numpy_to_image(np.zeros((2, 2), np.uint8), 'bayer_rggb8')
+    with pytest.raises(UnsupportedEncodingError, match='bayer_rggb16'):
+        numpy_to_image(np.zeros((2, 2), np.uint16), 'bayer_rggb16')
     with pytest.raises(UnsupportedEncodingError, match='16UC1'):
         image_to_rgb(wire_image(random_image('16UC1'), '16UC1'))
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from ros_helpers import TopicDriver
+from ros_helpers import TopicDriver, start_node
 
 from depth_completion_ros.core.camera import CameraModel
 from depth_completion_ros.core.projection import project_points
@@ -23,7 +23,6 @@ from depth_completion_ros.ros.runtime import (
     OUTPUT_NS,
     RosProcess,
     module_args,
-    node_arguments,
     parse_final_stats,
     run_graph,
 )
@@ -154,6 +153,7 @@ class Driver(TopicDriver):
         for qos in ('reliable', 'best_effort'):
             self.subscribe(qos, Image, f'{OUTPUT_NS}/depth', qos)
         self.subscribe('points', PointCloud2, f'{OUTPUT_NS}/points')
+        self.subscribe('info', CameraInfo, f'{OUTPUT_NS}/camera_info')
         self.stamp_s = 100
 
     def wait_matched(self, node_process: RosProcess, timeout_s: float = 20.0) -> None:
@@ -188,10 +188,8 @@ class Driver(TopicDriver):
 def driven_node(tmp_path_factory: pytest.TempPathFactory):
     log_dir = tmp_path_factory.mktemp('driven')
     remaps = {'image': '/in/image', 'camera_info': '/in/camera_info', 'points': '/in/points'}
-    node = RosProcess('node', module_args(NODE_MODULE, *node_arguments(
-        params={**FAST_PARAMS, 'sync.slop': 0.02, 'extrinsics.source': 'parameters'}, remaps=remaps)),
-        log_dir / 'node.log')
-    assert node.wait_for_output('ready:', 90.0), node.output()[-2000:]
+    node = start_node(log_dir / 'node.log', {**FAST_PARAMS, 'sync.slop': 0.02, 'extrinsics.source': 'parameters'},
+                      remaps)
     driver = Driver()
     driver.wait_matched(node)
     yield node, driver
@@ -230,6 +228,50 @@ def test_malformed_input_warns_drops_and_next_good_frame_is_processed(driven_nod
     assert driver.expect_output(good_stamp, ('reliable',)), f'after {problem}: {node.output()[-1500:]}'
 
 
+def _camera(fx: float, width: int = WIDTH, height: int = HEIGHT) -> CameraModel:
+    return CameraModel.from_intrinsics(fx, fx, width / 2, height / 2, width, height, frame_id='cam')
+
+
+def _publish_frame_parts(driver: Driver, stamp_s: int, order: list) -> None:
+    """Publish the parts of one frame in ``order``: ('info', CameraModel, stamp_s) / 'image' / 'cloud'."""
+    from depth_completion_ros.core import conversions
+
+    info_pub, image_pub, cloud_pub = driver.pubs['reliable']
+    for part in order:
+        if isinstance(part, tuple):
+            _kind, camera, info_stamp_s = part
+            info_pub.publish(camera.to_camera_info(stamp=(info_stamp_s, 0)))
+        elif part == 'image':
+            image_pub.publish(conversions.numpy_to_image(np.full((HEIGHT, WIDTH, 3), 120, np.uint8), 'rgb8',
+                                                         frame_id='cam', stamp=(stamp_s, 0)))
+        else:
+            cloud_pub.publish(conversions.arrays_to_pointcloud2(_points(), frame_id='cam', stamp=(stamp_s, 0)))
+
+
+def test_exact_camera_info_wins_over_a_later_arriving_older_one(driven_node) -> None:
+    # issue 12 (3): camera_info(t, 64x48), camera_info(t-1 s, 80x60), image(t): the image's own one is used
+    node, driver = driven_node
+    driver.stamp_s += 1
+    t = driver.stamp_s
+    _publish_frame_parts(driver, t, [('info', _camera(61.0), t), ('info', _camera(75.0, 80, 60), t - 1),
+                                     'image', 'cloud'])
+    stamp = t * 10**9
+    assert driver.expect_output(stamp, ('reliable', 'info')), node.output()[-1500:]
+    info = driver.received['info'][stamp]
+    assert (info.width, info.height, info.k[0]) == (WIDTH, HEIGHT, 61.0)
+
+
+def test_camera_info_after_its_image_with_k_changing_every_frame(driven_node) -> None:
+    # issue 12 (4): image_transport's CameraPublisher publishes the image first; each frame its own K
+    node, driver = driven_node
+    for i in range(8):
+        driver.stamp_s += 1
+        t, fx = driver.stamp_s, 50.0 + i
+        _publish_frame_parts(driver, t, ['image', 'cloud', ('info', _camera(fx), t)])
+        assert driver.expect_output(t * 10**9, ('reliable', 'info')), node.output()[-1500:]
+        assert driver.received['info'][t * 10**9].k[0] == fx, i
+
+
 def test_runtime_parameter_changes(driven_node) -> None:
     from rcl_interfaces.msg import ParameterType
     from rclpy.parameter import Parameter
@@ -259,6 +301,12 @@ def test_runtime_parameter_changes(driven_node) -> None:
     assert not rejected.successful and 'read-only' in rejected.reason
     (out_of_range,) = set_parameters([Parameter('cloud.stride', value=99)])
     assert not out_of_range.successful
+    # issue 12 (10): a refused set of an array parameter to a string keeps its static type
+    (wrong_type,) = set_parameters([Parameter('extrinsics.matrix', value='abc')])
+    assert not wrong_type.successful
+    future = client.describe_parameters(['extrinsics.matrix'])
+    assert driver.spin_until(future.done, 10.0)
+    assert future.result().descriptors[0].type == ParameterType.PARAMETER_DOUBLE_ARRAY
     future = client.get_parameters(['cloud.stride', 'model.variant'])
     assert driver.spin_until(future.done, 10.0)
     values = future.result().values
@@ -295,6 +343,21 @@ def test_bad_config_file_stops_with_one_clear_line(tmp_path: Path) -> None:
     assert status == 2
     lines = [line for line in output.splitlines() if line.strip()]
     assert len(lines) == 1 and 'sync.slop=5.0 is above the maximum' in lines[0], output
+
+
+@pytest.mark.parametrize('override, message', [
+    ('sync.slop:=abc', 'sync.slop must be a number'),
+    ('prefill_only:=yes_please', 'prefill_only must be true or false'),
+    ('cloud.stride:=two', 'cloud.stride must be a number'),
+])
+def test_wrong_typed_override_of_a_preset_parameter_stops_with_one_clear_line(tmp_path: Path, override: str,
+                                                                              message: str) -> None:
+    # issue 12 (7): these were silently ignored (the node ran with the preset's value)
+    preset = Path(__file__).resolve().parents[1] / 'config' / 'kitti_hdl64.yaml'
+    status, output = _run_node_expecting_failure(tmp_path, '--params-file', str(preset), '-p', override)
+    assert status == 2
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert len(lines) == 1 and message in lines[0] and f'-p {override}' in lines[0], output
 
 
 def test_bad_weights_file_stops_with_one_clear_line(tmp_path: Path) -> None:

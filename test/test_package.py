@@ -71,3 +71,40 @@ def test_info_json_reports_versions_and_variants():
     assert set(info['variants']) == set(expected)
     for name, params in expected.items():
         assert abs(info['variants'][name]['params'] - params) / params < 0.01
+
+
+def _documented_rosdep_keys() -> dict[str, set[str]]:
+    """docs/rosdep-keys.txt: `ros: <package>`, `python.yaml: <key>` (resolvable) and `not-a-key: <name>`."""
+    keys: dict[str, set[str]] = {'ros': set(), 'python.yaml': set(), 'not-a-key': set()}
+    for line in (REPO_ROOT / 'docs' / 'rosdep-keys.txt').read_text().splitlines():
+        if line.strip() and not line.startswith('#'):
+            source, _, key = line.partition(':')
+            keys[source.strip()].add(key.strip())
+    return keys
+
+
+def test_package_xml_uses_only_documented_rosdep_keys_and_declares_what_the_code_imports():
+    root = ET.parse(REPO_ROOT / 'package.xml').getroot()
+    depends = [e.text.strip() for e in root if e.tag.endswith('depend') and e.text]
+    keys = _documented_rosdep_keys()
+    resolvable = keys['ros'] | keys['python.yaml']
+    assert not set(depends) - resolvable, f'not rosdep keys (docs/rosdep-keys.txt): {set(depends) - resolvable}'
+    assert not set(depends) & keys['not-a-key']
+    assert not resolvable & keys['not-a-key']
+    assert len(depends) == len(set(depends)), 'duplicate depends'
+    exec_deps = {e.text for e in root.findall('exec_depend')}
+    # what the package imports or runs on a ROS host: play publishes /tf_static (tf2_msgs), the launch file runs
+    # `ros2 bag play` on mcap bags, the params loader reads YAML, TF extrinsics use tf2_ros (package tf2_ros_py)
+    assert {'tf2_msgs', 'tf2_ros_py', 'ros2bag', 'rosbag2_storage_mcap', 'python3-yaml', 'rcl_interfaces',
+            'ament_index_python', 'launch', 'launch_ros'} <= exec_deps
+    # torch is pinned (requirements/base.txt) and installed with pip: no rosdep key may pull another torch
+    assert not any('torch' in d for d in depends)
+    assert 'torch==2.13.0' in (REPO_ROOT / 'requirements' / 'base.txt').read_text()
+
+
+def test_license_file_matches_package_xml():
+    root = ET.parse(REPO_ROOT / 'package.xml').getroot()
+    assert root.findtext('license') == 'Apache-2.0'
+    text = (REPO_ROOT / 'LICENSE').read_text()
+    assert 'Apache License' in text and 'Version 2.0, January 2004' in text
+    assert "license='Apache-2.0'" in (REPO_ROOT / 'setup.py').read_text()

@@ -35,8 +35,9 @@ def test_real_kitti_frame_dense_depth_matches_lidar_at_measured_pixels(pipeline,
     # ip_basic keeps measurements up to its final blur (and outlier removal at occlusion edges)
     assert np.median(relative) < 5e-3
     assert np.mean(relative < 0.05) > 0.95
-    # dense: the lower part of the image (road, cars) is filled, the sky rows may stay unknown
-    assert (output.depth[h // 2:] > 0).mean() > 0.95
+    # dense: the lower part of the image (road, cars) is filled except where the LiDAR has no return within
+    # validity.max_distance_px (the black windows of the car on the left); the sky rows stay unknown
+    assert (output.depth[h // 2:] > 0).mean() > 0.9
     assert set(output.timings_ms) >= {'project', 'prefill', 'network', 'cloud'}
     assert output.timings_ms['network'] == 0.0 and not output.used_network
 

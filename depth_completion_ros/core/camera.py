@@ -10,7 +10,12 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ['CameraModel', 'CameraModelError']
+__all__ = ['CameraModel', 'CameraModelError', 'DISTORTION_MODELS']
+
+# sensor_msgs/distortion_models names -> how many coefficients the maths uses (more given must be zero).
+# rational_polynomial: k1 k2 p1 p2 k3 k4 k5 k6 [s1 s2 s3 s4] (OpenCV's order; thin prism terms included);
+# equidistant: k1 k2 k3 k4 (OpenCV's fisheye model).
+DISTORTION_MODELS: dict[str, int] = {'plumb_bob': 5, 'rational_polynomial': 12, 'equidistant': 4}
 
 
 class CameraModelError(ValueError):
@@ -75,6 +80,48 @@ class CameraModel:
             raise CameraModelError(f'K is not an upper-triangular intrinsic matrix with K[2,2]=1: {self.K.tolist()}')
         if self.P[0, 0] == 0.0 or self.P[1, 1] == 0.0 or self.P[2, 2] == 0.0:
             raise CameraModelError(f'P has a zero focal length or P[2,2]=0: {self.P.tolist()}')
+        if self.has_distortion:
+            used = DISTORTION_MODELS.get(self.distortion_model)
+            if used is None:
+                raise CameraModelError(f'distortion model {self.distortion_model!r} is not supported (supported: '
+                                       f'{", ".join(DISTORTION_MODELS)}); publish a rectified image and set '
+                                       f'image_rectified')
+            if not np.all(np.isfinite(self.D)) or np.any(self.D[used:] != 0.0):
+                raise CameraModelError(f'{self.distortion_model} takes {used} coefficients, got D={self.D.tolist()}')
+
+    # ------------------------------------------------------------------------------------------- distortion
+    @property
+    def has_distortion(self) -> bool:
+        """Any non-zero coefficient in D (image_geometry: all-zero D means the image needs no rectification)."""
+        return bool(np.any(self.D != 0.0))
+
+    def distortion_coefficients(self) -> np.ndarray:
+        """D padded with zeros to the length the model's maths uses."""
+        used = DISTORTION_MODELS.get(self.distortion_model, self.D.size)
+        padded = np.zeros(max(used, self.D.size), dtype=np.float64)
+        padded[:self.D.size] = self.D
+        return padded[:used]
+
+    def for_image(self, image_rectified: bool = False) -> tuple[CameraModel, str]:
+        """The camera to project points into the image that comes with this camera_info, and why.
+
+        Decided as image_proc does: all-zero D means the image is already rectified, so K is used (what the
+        node always did). A non-zero D means the image is the raw one (``image_raw``): points are projected
+        with K and D. ``image_rectified`` says the image is the rectified one (``image_rect``) although the
+        camera_info carries D: then P's 3x3 is the pinhole camera (its stereo column, a baseline, is ignored:
+        the extrinsics must point at this camera's optical frame).
+        """
+        if not self.has_distortion:
+            return self, 'camera_info has no distortion (D all zero): pinhole projection with K'
+        if image_rectified:
+            K = self.P[:, :3].copy()
+            return (CameraModel(width=self.width, height=self.height, K=K, P=np.hstack([K, np.zeros((3, 1))]),
+                                D=np.zeros(0), distortion_model=self.distortion_model, frame_id=self.frame_id),
+                    f'image_rectified=true: the image is rectified, projection with P (camera_info D of '
+                    f'{self.distortion_model} ignored)')
+        return self, (f'camera_info has {self.distortion_model} distortion D={np.round(self.D, 6).tolist()}: '
+                      f'the image is raw, points are projected with K and D (set image_rectified:=true for '
+                      f'an image_rect topic)')
 
     # ------------------------------------------------------------------------------------------ constructors
     @classmethod

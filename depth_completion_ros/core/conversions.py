@@ -142,6 +142,9 @@ _NAMED_ENCODINGS: dict[str, tuple[str, int]] = {
     'rgb8': ('u1', 3), 'bgr8': ('u1', 3), 'rgba8': ('u1', 4), 'bgra8': ('u1', 4),
     'rgb16': ('u2', 3), 'bgr16': ('u2', 3), 'rgba16': ('u2', 4), 'bgra16': ('u2', 4),
     'mono8': ('u1', 1), 'mono16': ('u2', 1),
+    # YUV 4:2:2 (two bytes a pixel) and 8-bit Bayer mosaics: decoded to RGB by core/image_decoding.py
+    'yuv422': ('u1', 2), 'uyvy': ('u1', 2), 'yuyv': ('u1', 2), 'yuv422_yuy2': ('u1', 2),
+    'bayer_rggb8': ('u1', 1), 'bayer_bggr8': ('u1', 1), 'bayer_gbrg8': ('u1', 1), 'bayer_grbg8': ('u1', 1),
 }
 _CV_ENCODING = re.compile(r'(8|16|32|64)([USF])C([1-4])')
 
@@ -213,11 +216,23 @@ def numpy_to_image(array_: np.ndarray, encoding: str, header: Any = None, msg_cl
     })
 
 
+RGB_ENCODINGS = ('rgb8', 'bgr8', 'rgba8', 'bgra8', 'mono8')
+
+
 def image_to_rgb(msg: Any) -> np.ndarray:
-    """HxWx3 uint8 RGB from rgb8 / bgr8 / rgba8 / bgra8 / mono8 (zero-copy for unpadded rgb8)."""
+    """HxWx3 uint8 RGB from an Image (rgb8 / bgr8 / rgba8 / bgra8 / mono8, zero-copy for unpadded rgb8;
+    yuv422 / uyvy / yuyv and bayer_* decoded by OpenCV) or a CompressedImage (JPEG / PNG)."""
+    from depth_completion_ros.core import image_decoding  # OpenCV only when a camera needs it
+
+    if image_decoding.is_compressed(msg):
+        return image_decoding.decode_compressed_rgb(msg)
     encoding = msg.encoding
-    if encoding not in ('rgb8', 'bgr8', 'rgba8', 'bgra8', 'mono8'):
-        raise UnsupportedEncodingError(f'cannot read {encoding!r} as an RGB image (rgb8/bgr8/rgba8/bgra8/mono8)')
+    if encoding in image_decoding.RAW_COLOUR_ENCODINGS:
+        return image_decoding.raw_to_rgb(image_to_numpy(msg), encoding)
+    if encoding not in RGB_ENCODINGS:
+        raise UnsupportedEncodingError(f'cannot read {encoding!r} as an RGB image (supported: '
+                                       f'{", ".join(RGB_ENCODINGS + image_decoding.RAW_COLOUR_ENCODINGS)}, '
+                                       f'and CompressedImage JPEG/PNG)')
     image = image_to_numpy(msg)
     if encoding == 'rgb8':
         return image if image.flags.c_contiguous else np.ascontiguousarray(image)
@@ -229,7 +244,12 @@ def image_to_rgb(msg: Any) -> np.ndarray:
 
 
 def depth_image_to_metres(msg: Any) -> np.ndarray:
-    """HxW float32 metres, 0 = invalid (REP 118: 16UC1/mono16 in mm with 0 invalid; 32FC1 in m, non-finite invalid)."""
+    """HxW float32 metres, 0 = invalid (REP 118: 16UC1/mono16 in mm with 0 invalid; 32FC1 in m, non-finite
+    invalid); also an image_transport ``compressedDepth`` CompressedImage."""
+    from depth_completion_ros.core import image_decoding
+
+    if image_decoding.is_compressed(msg):
+        return image_decoding.decode_compressed_depth(msg)
     encoding = msg.encoding
     if encoding in ('16UC1', 'mono16'):
         return image_to_numpy(msg).astype(np.float32) * np.float32(0.001)

@@ -1,6 +1,8 @@
 """KITTI object-benchmark frames: calibration text, Velodyne scans, images -> camera model + transform.
 
-Layout: ``root/{image_2,velodyne,calib}/<id>.{png,bin,txt}`` (see ../shared/data/kitti_object/README.md).
+Layout: ``root/{image_2,velodyne,calib}/<id>.{png,bin,txt}`` (see ../shared/data/kitti_object/README.md);
+``velodyne_reduced/`` (the scan cut to the camera frustum, as written by detection toolkits) stands in for
+``velodyne/`` when a frame has no full scan.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from depth_completion_ros.core.projection import project_points
 from depth_completion_ros.core.transforms import RigidTransform, kitti_velo_to_cam
 
 __all__ = ['KittiFrame', 'read_calib', 'read_velodyne', 'read_image', 'load_kitti_object_frame',
-           'list_kitti_object_frames', 'kitti_sparse_depth']
+           'list_kitti_object_frames', 'kitti_scan_path', 'kitti_sparse_depth', 'read_raw_calib']
 
 
 @dataclass(eq=False)
@@ -64,10 +66,19 @@ def _frame_name(frame_id: str | int) -> str:
     return f'{int(frame_id):06d}' if isinstance(frame_id, int) or str(frame_id).isdigit() else str(frame_id)
 
 
+SCAN_FOLDERS = ('velodyne', 'velodyne_reduced')   # preference order: the full scan first
+
+
+def kitti_scan_path(root: str | Path, frame_id: str) -> Path | None:
+    """The frame's scan: ``velodyne/<id>.bin``, else ``velodyne_reduced/<id>.bin``; None when neither exists."""
+    return next((path for folder in SCAN_FOLDERS if (path := Path(root) / folder / f'{frame_id}.bin').is_file()),
+                None)
+
+
 def list_kitti_object_frames(root: str | Path) -> list[str]:
-    """Frame ids (e.g. '000003') that have an image, a Velodyne scan and a calibration file under ``root``."""
+    """Frame ids (e.g. '000003') that have an image, a Velodyne scan (full or reduced) and a calibration file."""
     root = Path(root)
-    ids = sorted(p.stem for p in (root / 'velodyne').glob('*.bin'))
+    ids = sorted({p.stem for folder in SCAN_FOLDERS for p in (root / folder).glob('*.bin')})
     return [i for i in ids if (root / 'image_2' / f'{i}.png').is_file() and (root / 'calib' / f'{i}.txt').is_file()]
 
 
@@ -75,7 +86,10 @@ def load_kitti_object_frame(root: str | Path, frame_id: str | int) -> KittiFrame
     root, name = Path(root), _frame_name(frame_id)
     calib = read_calib(root / 'calib' / f'{name}.txt')
     rgb = read_image(root / 'image_2' / f'{name}.png')
-    points = read_velodyne(root / 'velodyne' / f'{name}.bin')
+    scan = kitti_scan_path(root, name)
+    if scan is None:
+        raise FileNotFoundError(f'{root}: no velodyne/{name}.bin or velodyne_reduced/{name}.bin')
+    points = read_velodyne(scan)
     T_cam_velo, K = kitti_velo_to_cam(calib)
     height, width = rgb.shape[:2]
     camera = CameraModel(width=width, height=height, K=K, P=np.hstack([K, np.zeros((3, 1))]), frame_id='camera_2')
@@ -86,3 +100,14 @@ def kitti_sparse_depth(frame: KittiFrame, min_range: float = 0.1, max_range: flo
     """HxW float32 sparse depth (m, 0 = none) of the frame's scan in camera 2, nearest return per pixel."""
     points_cam = frame.T_cam_velo.apply(frame.points[:, :3])
     return project_points(points_cam, frame.camera, min_range=min_range, max_range=max_range)
+
+
+def read_raw_calib(cam_to_cam: str | Path, velo_to_cam: str | Path) -> dict[str, np.ndarray]:
+    """The raw-data devkit's two files merged into one dict; ``velo_to_cam``'s R, T become ``Tr_velo_cam`` (3x4),
+    so :func:`kitti_velo_to_cam` gives ``P_rect_02 · R_rect_00 · [R|T]``."""
+    calib = read_calib(cam_to_cam)
+    velo = read_calib(velo_to_cam)
+    if 'R' not in velo or 'T' not in velo:
+        raise ValueError(f'{velo_to_cam}: expected R (9 values) and T (3 values)')
+    calib['Tr_velo_cam'] = np.hstack([velo['R'].reshape(3, 3), velo['T'].reshape(3, 1)])
+    return calib

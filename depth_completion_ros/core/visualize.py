@@ -1,4 +1,5 @@
-"""Depth visualisation: colourised depth, error maps, labelled panels, PNG output (pillow + matplotlib maps)."""
+"""Depth visualisation: colourised depth, error maps, labelled panels, colour bars, PNG output
+(pillow + matplotlib colour maps)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -7,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ['colorize_depth', 'error_map', 'side_by_side', 'save_png', 'valid_depth_mask']
+__all__ = ['colorize_depth', 'colour_bar', 'completion_preview', 'dilate_points', 'error_map', 'save_png',
+           'side_by_side', 'valid_depth_mask']
 
 
 def valid_depth_mask(depth: np.ndarray) -> np.ndarray:
@@ -62,6 +64,83 @@ def error_map(pred: np.ndarray, gt: np.ndarray, vmax: float | None = None, cmap:
     if vmax is None:
         vmax = float(np.percentile(error[valid], 95)) if valid.any() else 1.0
     return _apply_colormap(error, valid, 0.0, max(vmax, 1e-6), cmap)
+
+
+def dilate_points(depth: np.ndarray, size: int = 3) -> np.ndarray:
+    """Sparse depth with every measured pixel grown to a ``size`` x ``size`` dot, nearest depth winning where dots
+    meet (display only: single LiDAR pixels vanish when an image is scaled down)."""
+    from scipy.ndimage import grey_dilation
+
+    depth = np.asarray(depth, dtype=np.float32)
+    valid = valid_depth_mask(depth)
+    if size <= 1 or not valid.any():
+        return np.where(valid, depth, np.float32(0.0))
+    shown = -grey_dilation(np.where(valid, -depth, -np.inf), size=(size, size))  # max of -depth = nearest
+    return np.where(np.isfinite(shown), shown, 0.0).astype(np.float32)
+
+
+def _font(size: int):  # noqa: ANN202  (PIL font types differ by build)
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow without FreeType: the fixed bitmap font
+        return ImageFont.load_default()
+
+
+def colour_bar(width: int, vmin: float, vmax: float, cmap: str = 'turbo', label: str = 'depth (m)',
+               ticks: int = 9, open_ended: bool = True, font_size: int = 14) -> np.ndarray:
+    """A horizontal colour bar, HxWx3 uint8: a caption (``label``, the range, "black = no value"), the map's
+    gradient from ``vmin`` to ``vmax`` and ``ticks`` labelled values under it. ``open_ended``: the last tick
+    reads ``>=vmax`` (values beyond are drawn in the last colour)."""
+    from PIL import Image, ImageDraw
+
+    width = max(int(width), 64)
+    margin, strip_h = 8, 12
+    font = _font(font_size)
+    probe = ImageDraw.Draw(Image.new('RGB', (1, 1)))
+    text_h = probe.textbbox((0, 0), '0123456789m>', font=font)[3] + 2
+    strip_top = 4 + text_h
+    height = strip_top + strip_h + 4 + text_h + 2
+    bar = np.zeros((height, width, 3), dtype=np.uint8)
+    ramp = np.linspace(0.0, 1.0, width - 2 * margin)
+    bar[strip_top:strip_top + strip_h, margin:width - margin] = _colormap_lut(cmap)[
+        np.round(ramp * 255).astype(np.intp)][None]
+    image = Image.fromarray(bar)
+    draw = ImageDraw.Draw(image)
+    draw.text((margin, 2), f'{label}: {vmin:g} to {vmax:g}{" and beyond" if open_ended else ""}; '
+                           f'black = no value', fill=(230, 230, 230), font=font)
+    for i in range(ticks):
+        fraction = i / max(ticks - 1, 1)
+        x = margin + fraction * (width - 2 * margin - 1)
+        text = f'{vmin + fraction * (vmax - vmin):g}'
+        if open_ended and i == ticks - 1:
+            text = f'>={text}'
+        draw.line((x, strip_top + strip_h, x, strip_top + strip_h + 3), fill=(255, 255, 255))
+        left, _top, right, _bottom = draw.textbbox((0, 0), text, font=font)
+        x_text = min(max(x - (right - left) / 2, 0), width - (right - left) - 1)
+        draw.text((x_text, strip_top + strip_h + 4), text, fill=(255, 255, 255), font=font)
+    return np.asarray(image)
+
+
+def completion_preview(rgb: np.ndarray, sparse: np.ndarray, prefill: np.ndarray, dense: np.ndarray,
+                       confidence: np.ndarray | None = None, vmax: float = 80.0, dense_label: str = 'dense',
+                       sparse_label: str = 'sparse', point_size: int = 3) -> np.ndarray:
+    """One frame top to bottom: RGB, sparse input (dilated dots), prefill, dense output, the confidence map when
+    given (0..1), and a colour bar in metres shared by every depth panel."""
+    panels = [np.asarray(rgb, dtype=np.uint8), colorize_depth(dilate_points(sparse, point_size), 0.0, vmax),
+              colorize_depth(prefill, 0.0, vmax), colorize_depth(dense, 0.0, vmax)]
+    labels = ['RGB', f'{sparse_label} (dots enlarged to {point_size} px)', 'prefill (ip_basic)', dense_label]
+    if confidence is not None:
+        confidence = np.asarray(confidence, dtype=np.float32)
+        panels.append(_apply_colormap(confidence, np.isfinite(confidence), 0.0, 1.0, 'viridis'))
+        labels.append('confidence (0 = low, 1 = high)')
+    stacked = side_by_side(panels, labels, vertical=True)
+    bars = [colour_bar(stacked.shape[1], 0.0, vmax)]
+    if confidence is not None:
+        bars.append(colour_bar(stacked.shape[1], 0.0, 1.0, cmap='viridis', label='confidence', ticks=5,
+                               open_ended=False))
+    return side_by_side([stacked, *bars], vertical=True)
 
 
 def _as_rgb_panel(panel: np.ndarray) -> np.ndarray:

@@ -1,15 +1,17 @@
-"""Frame sources: synthetic scenes, KITTI depth completion, KITTI object/raw, RGB-D folders and rosbag2 files.
+"""Frame sources: synthetic scenes, KITTI depth completion, KITTI object, RGB-D folders and rosbag2 files here;
+KITTI raw drives (data.kitti_raw), ground-truth-only KITTI-DC frames (data.kitti_dc_gt) and 7-Scenes
+(data.sevenscenes) in their own modules.
 
 Every source is a sequence of :class:`Sample` (numpy, metres, 0 = none). Sources know nothing about training;
-``data.datasets`` turns them into torch tensors, crops and augments. ``open_source('kind:location')`` parses the
-``--data`` syntax shared by ``depth-completion train`` and ``eval``.
+``data.datasets`` turns them into torch tensors, crops and augments. ``open_source('kind:location[?options]')``
+parses the ``--data`` syntax shared by ``depth-completion train`` and ``eval`` (docs/DATA.md lists kinds and
+options); every user mistake raises :class:`DataError` with a message that names the fix.
 """
 from __future__ import annotations
 
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,32 +32,16 @@ from depth_completion_ros.core.kitti import (
     read_image,
 )
 from depth_completion_ros.core.transforms import RigidTransform
+from depth_completion_ros.data.errors import DataError
+from depth_completion_ros.data.sample import Sample, bottom_crop, crop_sample
+from depth_completion_ros.data.spec import DataSpec, FrameSelection, frame_number
+
+__all__ = ['DataError', 'Sample', 'bottom_crop', 'crop_sample', 'open_source', 'read_depth_png', 'KINDS',
+           'SyntheticSource', 'KittiDepthCompletionFolder', 'KittiObjectFolder', 'RGBDFolder', 'RosbagSource']
 
 KITTI_DEFAULT_FX = 721.5377          # used only when a KITTI-DC frame comes without any calibration file
 NYU_INTRINSICS = (518.0, 519.0, 325.5, 253.5)
 SYNTHETIC_EVAL_SEED_OFFSET = 1_000_000   # validation scenes never collide with training seeds (< 1e6)
-
-
-@dataclass
-class Sample:
-    rgb: np.ndarray             # HxWx3 uint8
-    sparse: np.ndarray          # HxW float32 m: what the depth sensor measured, 0 = none
-    gt: np.ndarray | None       # HxW float32 m: (semi-)dense reference, 0 = none; None when the data has none
-    camera: CameraModel
-    name: str
-
-
-def crop_sample(sample: Sample, y0: int, x0: int, height: int, width: int) -> Sample:
-    rows, cols = slice(y0, y0 + height), slice(x0, x0 + width)
-    return Sample(rgb=sample.rgb[rows, cols], sparse=sample.sparse[rows, cols],
-                  gt=None if sample.gt is None else sample.gt[rows, cols],
-                  camera=sample.camera.cropped(x0, y0, width, height), name=sample.name)
-
-
-def bottom_crop(sample: Sample, height: int) -> Sample:
-    """The LRRU/KITTI evaluation crop: the bottom ``height`` rows (the top has no LiDAR)."""
-    full = sample.rgb.shape[0]
-    return sample if full <= height else crop_sample(sample, full - height, 0, height, sample.rgb.shape[1])
 
 
 def _natural_key(path: Path) -> list[Any]:
@@ -70,7 +56,7 @@ def read_depth_png(path: Path, scale: float) -> np.ndarray:
     with Image.open(path) as image:
         raw = np.asarray(image)
     if raw.ndim != 2 or raw.dtype.kind not in 'ui':
-        raise ValueError(f'{path}: expected a single-channel 16-bit depth image, got {raw.dtype} {raw.shape}')
+        raise DataError(f'{path}: expected a single-channel 16-bit depth image, got {raw.dtype} {raw.shape}')
     return (raw.astype(np.float32) / np.float32(scale)).astype(np.float32)
 
 
@@ -81,7 +67,7 @@ class SyntheticSource:
     def __init__(self, kind: str = 'street', count: int = 8, seed: int = SYNTHETIC_EVAL_SEED_OFFSET,
                  width: int | None = None, height: int | None = None) -> None:
         if kind not in ('street', 'room'):
-            raise ValueError(f'synthetic kind must be street or room, got {kind!r}')
+            raise DataError(f'synthetic kind must be street or room (synthetic:street), got {kind!r}')
         self.kind, self.count, self.seed = kind, count, seed
         default = (1242, 375) if kind == 'street' else (640, 480)
         self.width, self.height = width or default[0], height or default[1]
@@ -112,8 +98,12 @@ class KittiDepthCompletionFolder:
       and intrinsics from ``<raw_root>/<date>/calib_cam_to_cam.txt`` when present.
     """
 
-    def __init__(self, root: str | Path, split: str = 'val', raw_root: str | Path | None = None) -> None:
+    def __init__(self, root: str | Path, split: str = 'val', raw_root: str | Path | None = None,
+                 frames: FrameSelection | None = None) -> None:
         root = Path(root)
+        if not root.is_dir():
+            raise DataError(f'kitti-dc: {root} is not a folder; pass val_selection_cropped or the annotated '
+                            'release folder')
         self.raw_root = Path(raw_root) if raw_root else None
         self.items: list[tuple[Path, Path, Path | None, Path | None]] = []   # rgb, sparse, gt, intrinsics/calib
         selection = root / 'val_selection_cropped' if (root / 'val_selection_cropped').is_dir() else root
@@ -138,8 +128,15 @@ class KittiDepthCompletionFolder:
                     continue
                 calib = rgb.parents[3] / 'calib_cam_to_cam.txt'
                 self.items.append((rgb, sparse, gt if gt.is_file() else None, calib if calib.is_file() else None))
+        selection = frames or FrameSelection()
+        # The frame number is the 10-digit one ('..._sync_image_0000000005_image_02' -> 5).
+        self.items = selection.select(self.items, [int(m[-1]) if (m := re.findall(r'\d{10}', rgb.stem))
+                                                   else frame_number(rgb.stem, i)
+                                                   for i, (rgb, *_) in enumerate(self.items)])
         if not self.items:
-            raise FileNotFoundError(f'no KITTI depth-completion frames under {root}')
+            hint = ('; these frames have ground truth but no velodyne_raw: use kitti-dc-gt:DIR (input simulated '
+                    'from the ground truth)' if any(root.glob('**/proj_depth/groundtruth')) else '')
+            raise DataError(f'kitti-dc: no KITTI depth-completion frames (velodyne_raw + image) under {root}{hint}')
 
     def __len__(self) -> int:
         return len(self.items)
@@ -163,41 +160,68 @@ class KittiDepthCompletionFolder:
 
 # ---------------------------------------------------------------------------------------- KITTI object / raw
 class KittiObjectFolder:
-    """``image_2/``, ``velodyne/``, ``calib/`` (KITTI object or raw frames): LiDAR projected into camera 2.
+    """``image_2/``, ``velodyne/`` (or ``velodyne_reduced/``: the scan cut to the camera frustum), ``calib/``
+    (KITTI object layout): LiDAR projected into camera 2. A root holding ``training/`` and/or ``testing/`` takes
+    the frames of both (named ``training/000114``). Samples carry the scan and the Velodyne -> camera transform.
     No ground truth: use the ``holdout-points`` protocol / self-supervised training."""
 
-    def __init__(self, root: str | Path) -> None:
-
+    def __init__(self, root: str | Path, frames: FrameSelection | None = None) -> None:
         self.root = Path(root)
-        self.frame_ids = list_kitti_object_frames(self.root)
-        if not self.frame_ids:
-            raise FileNotFoundError(f'no KITTI frames (image_2 + velodyne + calib) under {root}')
+        if not self.root.is_dir():
+            raise DataError(f'kitti-object: {root} is not a folder; pass the folder holding image_2/, velodyne/, '
+                            'calib/ (or its training/ testing/ parent)')
+        subsets = [''] + [name for name in ('training', 'testing') if (self.root / name).is_dir()]
+        selection = frames or FrameSelection()
+        self.frames = [(subset, frame_id) for subset in subsets
+                       for frame_id in list_kitti_object_frames(self.root / subset)
+                       if frame_number(frame_id, 0) in selection]
+        if not self.frames:
+            raise DataError(f'kitti-object: no KITTI frames (image_2/*.png + velodyne[_reduced]/*.bin + calib/*.txt) '
+                            f'under {root} (frame selection {selection.ranges or "all"})')
+        self.frame_ids = [f'{subset}/{frame_id}' if subset else frame_id for subset, frame_id in self.frames]
 
     def __len__(self) -> int:
-        return len(self.frame_ids)
+        return len(self.frames)
 
     def __getitem__(self, index: int) -> Sample:
-
-        frame = load_kitti_object_frame(self.root, self.frame_ids[index])
+        subset, frame_id = self.frames[index]
+        frame = load_kitti_object_frame(self.root / subset, frame_id)
         return Sample(rgb=frame.rgb, sparse=kitti_sparse_depth(frame).astype(np.float32), gt=None,
-                      camera=frame.camera, name=frame.frame_id)
+                      camera=frame.camera, name=self.frame_ids[index], points=frame.points,
+                      T_cam_points=frame.T_cam_velo, index=frame_number(frame_id, index))
 
 
 # ----------------------------------------------------------------------------------------------- RGB-D folder
+def read_camera_json(root: Path) -> dict[str, float]:
+    """Intrinsics stored with an RGB-D folder: ``intrinsics.json`` ({fx, fy, cx, cy[, depth_scale]}) or an
+    Open3D ``PinholeCameraIntrinsic`` file (``camera*.json``: width, height, column-major ``intrinsic_matrix``).
+    Empty when the folder has neither."""
+    if (root / 'intrinsics.json').is_file():
+        return json.loads((root / 'intrinsics.json').read_text())
+    for path in sorted(root.glob('camera*.json')):
+        meta = json.loads(path.read_text())
+        if isinstance(meta, dict) and len(meta.get('intrinsic_matrix', ())) == 9:
+            K = np.asarray(meta['intrinsic_matrix'], np.float64).reshape(3, 3).T   # stored column-major
+            return {'fx': K[0, 0], 'fy': K[1, 1], 'cx': K[0, 2], 'cy': K[1, 2]}
+    return {}
+
+
 class RGBDFolder:
-    """``color/`` + ``depth/`` (16-bit PNG or PGM) paired by sorted name, ``intrinsics.json`` (fx, fy, cx, cy,
-    depth_scale = stored units per metre). Arguments override / replace the JSON. The sensor depth is both the
-    measurement and the reference (protocols decide what is fed and what is scored)."""
+    """``color/`` + ``depth/`` (16-bit PNG or PGM) paired by sorted name, intrinsics from ``intrinsics.json``
+    (fx, fy, cx, cy, depth_scale = stored units per metre) or an Open3D ``camera*.json``. Arguments override /
+    replace the file. The sensor depth is both the measurement and the reference (protocols decide what is
+    fed and what is scored)."""
 
     def __init__(self, root: str | Path, intrinsics: Sequence[float] | None = None,
-                 depth_scale: float | None = None) -> None:
+                 depth_scale: float | None = None, frames: FrameSelection | None = None) -> None:
         self.root = Path(root)
-        meta: dict[str, Any] = {}
-        if (self.root / 'intrinsics.json').is_file():
-            meta = json.loads((self.root / 'intrinsics.json').read_text())
+        if not (self.root / 'color').is_dir() or not (self.root / 'depth').is_dir():
+            raise DataError(f'rgbd: {root} needs color/ and depth/ folders (images paired by sorted name)')
+        meta: dict[str, Any] = read_camera_json(self.root)
         if intrinsics is None:
             if not all(k in meta for k in ('fx', 'fy', 'cx', 'cy')):
-                raise ValueError(f'{root}: no intrinsics.json with fx, fy, cx, cy; pass the intrinsics explicitly')
+                raise DataError(f'rgbd: {root} has no intrinsics.json or camera*.json; pass --intrinsics FX FY CX CY '
+                                '(train: --rgbd-intrinsics) or add ?intrinsics=fx,fy,cx,cy to the spec')
             intrinsics = (meta['fx'], meta['fy'], meta['cx'], meta['cy'])
         self.intrinsics = tuple(float(v) for v in intrinsics)
         self.depth_scale = float(depth_scale if depth_scale is not None else meta.get('depth_scale', 1000.0))
@@ -206,8 +230,13 @@ class RGBDFolder:
         depths = sorted((p for p in (self.root / 'depth').iterdir() if p.suffix.lower() in ('.png', '.pgm')),
                         key=_natural_key)
         if not colors or len(colors) != len(depths):
-            raise FileNotFoundError(f'{root}: {len(colors)} colour and {len(depths)} depth images; need equal, > 0')
-        self.pairs = list(zip(colors, depths, strict=True))
+            raise DataError(f'rgbd: {root}: {len(colors)} colour and {len(depths)} depth images; need the same '
+                            'number (> 0), paired by sorted name')
+        pairs = list(zip(colors, depths, strict=True))
+        self.pairs = (frames or FrameSelection()).select(pairs, [frame_number(c.stem, i)
+                                                                 for i, (c, _) in enumerate(pairs)])
+        if not self.pairs:
+            raise DataError(f'rgbd: the frame selection leaves no frame of {root}')
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -217,10 +246,12 @@ class RGBDFolder:
         rgb = read_image(color_path)
         depth = read_depth_png(depth_path, self.depth_scale)
         if depth.shape != rgb.shape[:2]:
-            raise ValueError(f'{depth_path}: depth {depth.shape} does not match colour {rgb.shape[:2]}')
+            raise DataError(f'{depth_path}: depth {depth.shape} does not match colour {rgb.shape[:2]}; rgbd: needs '
+                            'depth registered to colour')
         fx, fy, cx, cy = self.intrinsics
         camera = CameraModel.from_intrinsics(fx, fy, cx, cy, rgb.shape[1], rgb.shape[0], frame_id='camera')
-        return Sample(rgb=rgb, sparse=depth, gt=depth, camera=camera, name=color_path.stem)
+        return Sample(rgb=rgb, sparse=depth, gt=depth, camera=camera, name=color_path.stem,
+                      index=frame_number(color_path.stem, index))
 
 
 # ------------------------------------------------------------------------------------------------------ rosbag
@@ -341,23 +372,75 @@ class RosbagSource:
 
 
 # ---------------------------------------------------------------------------------------------- spec parsing
-KINDS = ('synthetic', 'kitti-dc', 'kitti-object', 'rgbd', 'bag')
+KINDS = ('synthetic', 'kitti-dc', 'kitti-dc-gt', 'kitti-object', 'kitti-raw', 'kitti-raw-accum', '7scenes', 'rgbd',
+         'bag')
+
+
+def _floats(text: str | None, count: int, what: str) -> tuple[float, ...] | None:
+    if text is None:
+        return None
+    try:
+        values = tuple(float(v) for v in text.split(','))
+    except ValueError:
+        values = ()
+    if len(values) != count:
+        raise DataError(f'{what}={text!r}: expected {count} comma-separated numbers')
+    return values
 
 
 def open_source(spec: str, intrinsics: Sequence[float] | None = None, depth_scale: float | None = None,
                 synthetic_count: int = 8, synthetic_size: tuple[int, int] | None = None,
                 kitti_split: str = 'val', **bag_options: Any) -> Any:
-    """``'synthetic:street'``, ``'kitti-dc:DIR'``, ``'kitti-object:DIR'``, ``'rgbd:DIR'``, ``'bag:PATH'``."""
-    kind, sep, location = spec.partition(':')
-    if not sep or kind not in KINDS:
-        raise ValueError(f'data spec {spec!r}: expected <kind>:<location> with kind in {", ".join(KINDS)}')
+    """A frame source from ``kind:location[?key=value&...]`` (docs/DATA.md): ``synthetic:street``,
+    ``kitti-dc:DIR``, ``kitti-dc-gt:DIR``, ``kitti-object:DIR``, ``kitti-raw:DIR``, ``kitti-raw-accum:DIR``,
+    ``7scenes:DIR``, ``rgbd:DIR``, ``bag:PATH``. Every kind but synthetic and bag takes ``frames=`` (e.g.
+    ``kitti-raw:DIR?frames=0-35``); ``intrinsics=fx,fy,cx,cy`` (rgbd, kitti-dc-gt) and ``depth_scale=`` (rgbd)
+    override the arguments; ``registration=off`` (7scenes) keeps the depth unregistered; ``window=5``
+    (kitti-raw-accum) is the number of neighbouring frames on each side. Raises :class:`DataError`."""
+    parsed = DataSpec.parse(spec, KINDS)
+    kind, location = parsed.kind, parsed.location
     if kind == 'synthetic':
+        parsed.check_used()
         width, height = synthetic_size or (None, None)
         return SyntheticSource(location or 'street', count=synthetic_count, width=width, height=height)
+    if kind == 'bag':
+        parsed.check_used()
+        if not Path(location).exists():
+            raise DataError(f'bag: {location} does not exist; pass a rosbag2 folder (with metadata.yaml)')
+        return RosbagSource(location, **bag_options)
+    if not location:
+        raise DataError(f'data spec {spec!r}: no location; write {kind}:<folder>')
+    frames = FrameSelection.parse(parsed.take('frames'))
+    intrinsics = _floats(parsed.take('intrinsics'), 4, 'intrinsics') or intrinsics
+    scale = _floats(parsed.take('depth_scale'), 1, 'depth_scale')
+    depth_scale = scale[0] if scale else depth_scale
+    registration = parsed.take('registration', 'kinect')
+    if kind != '7scenes' and registration != 'kinect':
+        raise DataError(f'{kind}: registration= applies to 7scenes only')
+    window_text = parsed.take('window')
+    if window_text is not None and (kind != 'kitti-raw-accum' or not window_text.isdigit()):
+        raise DataError(f'{kind}: window= takes a whole number of frames and applies to kitti-raw-accum only')
+    parsed.check_used()
     if kind == 'kitti-dc':
-        return KittiDepthCompletionFolder(location, split=kitti_split)
+        return KittiDepthCompletionFolder(location, split=kitti_split, frames=frames)
+    if kind == 'kitti-dc-gt':
+        from depth_completion_ros.data.kitti_dc_gt import KittiGroundTruthFolder
+
+        return KittiGroundTruthFolder(location, frames=frames, intrinsics=intrinsics)
     if kind == 'kitti-object':
-        return KittiObjectFolder(location)
-    if kind == 'rgbd':
-        return RGBDFolder(location, intrinsics=intrinsics, depth_scale=depth_scale)
-    return RosbagSource(location, **bag_options)
+        return KittiObjectFolder(location, frames=frames)
+    if kind == 'kitti-raw':
+        from depth_completion_ros.data.kitti_raw import KittiRawDrive
+
+        return KittiRawDrive(location, frames=frames)
+    if kind == 'kitti-raw-accum':
+        from depth_completion_ros.data.accumulate import KittiRawAccumulated
+
+        return KittiRawAccumulated(location, frames=frames, window=int(window_text or 5))
+    if kind == '7scenes':
+        from depth_completion_ros.data.sevenscenes import SevenScenesFolder
+
+        if registration not in ('kinect', 'off'):
+            raise DataError(f'7scenes: registration={registration!r}; use kinect (default) or off')
+        return SevenScenesFolder(location, frames=frames, register=registration == 'kinect')
+    return RGBDFolder(location, intrinsics=intrinsics, depth_scale=depth_scale, frames=frames)

@@ -2,6 +2,13 @@
 
 The authors use a compiled DCNv2 op; here the same computation is written with one ``grid_sample`` call so it
 runs on CPU, under autocast, and exports to ONNX (opset >= 16).
+
+Layout (why it is fast): the offset and weight heads are 1x1 convolutions whose output channels are ordered so
+that, read pixel-major (``channels_last``, which the inference copy uses), they already are what
+``grid_sample`` and the tap sum want: ``B,H,W,9,2`` sampling positions as (x, y) and ``B,H,W,9`` weights. The
+9 taps of a pixel are one contiguous row of the gather, so there is no ``cat``/``stack``/strided slice over
+full-size maps; the regular 3x3 grid in pixel units is built once per size and cached (rebuilt from ``arange``
+while tracing/exporting/compiling, so exported graphs keep H and W dynamic).
 """
 from __future__ import annotations
 
@@ -13,6 +20,62 @@ from .blocks import BasicBlock, conv_bn_relu
 
 NUM_TAPS = 9
 CENTRE_TAP = 4
+TAP_DY = (-1.0, -1.0, -1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0)      # row-major 3x3 taps
+TAP_DX = (-1.0, 0.0, 1.0, -1.0, 0.0, 1.0, -1.0, 0.0, 1.0)
+
+
+def _offset_channel_order() -> list[int]:
+    """For each (tap, x|y) output channel: the offset head's channel (16 = a zero row for the centre tap).
+
+    The head predicts ``(dy, dx)`` per non-centre tap (the trained weights' format); the aggregation wants
+    ``(x, y)`` per tap with the centre's offset fixed at zero.
+    """
+    order = []
+    for tap in range(NUM_TAPS):
+        if tap == CENTRE_TAP:
+            order += [2 * (NUM_TAPS - 1), 2 * (NUM_TAPS - 1)]
+        else:
+            head_tap = tap if tap < CENTRE_TAP else tap - 1
+            order += [2 * head_tap + 1, 2 * head_tap]                 # dx, dy
+    return order
+
+
+OFFSET_CHANNEL_ORDER = _offset_channel_order()
+
+
+def pixel_major_conv1x1(feature: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """A 1x1 convolution returning ``B,H,W,C_out`` (the channels of a pixel contiguous, as the taps want them).
+
+    On a channels_last input (the inference copy) it is one matmul over the pixels: no layout change, and not
+    torch's slow im2col fallback that a batch-1 1x1 conv takes on one CPU thread. Otherwise (training,
+    export: channels-first) the ordinary convolution, viewed pixel-major.
+    """
+    if feature.is_contiguous(memory_format=torch.channels_last) and not feature.is_contiguous():
+        return F.linear(feature.permute(0, 2, 3, 1), weight.flatten(1), bias)
+    return F.conv2d(feature, weight, bias).permute(0, 2, 3, 1)
+
+
+def _dynamic_shapes() -> bool:
+    """True while tracing, exporting or compiling: build the grid from the input's size, no Python cache."""
+    return (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+            or torch.compiler.is_compiling())
+
+
+def regular_grid(height: int | torch.Tensor, width: int | torch.Tensor,
+                 device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(positions 1,H,W,9,2, scale (2,))``: pixel coordinates (x, y) of the 9 regular taps of every pixel, and
+    the factor ``2/(n-1)`` per axis that maps pixel indices to ``grid_sample``'s [-1, 1] (align_corners=True).
+
+    (n-1) is taken from the index tensors, not Python ints, so traced graphs keep H and W dynamic; the model
+    pads to >= 16 pixels, so n - 1 > 0.
+    """
+    rows = torch.arange(height, device=device, dtype=torch.float32)
+    cols = torch.arange(width, device=device, dtype=torch.float32)
+    taps = torch.tensor([TAP_DX, TAP_DY], device=device).t()                    # 9,2 as (x, y)
+    grid_y, grid_x = torch.meshgrid(rows, cols, indexing='ij')                   # H,W
+    positions = (torch.stack([grid_x, grid_y], dim=-1).unsqueeze(2) + taps).contiguous()   # H,W,9,2
+    scale = 2.0 / torch.stack([cols[-1], rows[-1]])                             # (2/(W-1), 2/(H-1))
+    return positions.unsqueeze(0), scale
 
 
 class DeformableAggregation(nn.Module):
@@ -26,32 +89,51 @@ class DeformableAggregation(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(torch.ones(1, 1, 3, 3))
         self.bias = nn.Parameter(torch.zeros(1))
+        self._grids: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}     # (H, W, device) -> regular_grid
+        self._workspaces: dict[tuple, torch.Tensor] = {}                      # (B, H, W, device) -> grid buffer
+
+    def grid(self, height: int, width: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        if _dynamic_shapes():
+            return regular_grid(height, width, device)
+        key = (int(height), int(width), device)
+        if key not in self._grids:
+            if len(self._grids) >= 8:              # a node sees one or two sizes; keep memory bounded anyway
+                self._grids.clear()
+                self._workspaces.clear()
+            self._grids[key] = regular_grid(height, width, device)
+        return self._grids[key]
+
+    def _sampling_positions(self, positions: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+        """``positions + offsets``; at inference into one buffer per size, reused by every step and frame: the
+        B,H,W,9,2 grid (34 MB at KITTI size) is above glibc's largest mmap threshold, so a fresh one would be
+        page-faulted in on every step. (One forward at a time per model, as the node's single worker runs it.)"""
+        if torch.is_grad_enabled() or _dynamic_shapes():
+            return positions + offsets
+        key = (offsets.shape[0], *positions.shape[1:3], offsets.device)
+        buffer = self._workspaces.get(key)
+        if buffer is None:
+            buffer = self._workspaces[key] = torch.empty(offsets.shape, device=offsets.device)
+        return torch.add(positions, offsets, out=buffer)
 
     def forward(self, depth: torch.Tensor, offsets: torch.Tensor, modulation: torch.Tensor) -> torch.Tensor:
-        # depth: B,1,H,W; offsets: B,18,H,W as (dy, dx) per tap, row-major taps; modulation: B,9,H,W
+        """``depth`` B,1,H,W; ``offsets`` B,H,W,9,2 pixel offsets as (x, y) per row-major tap;
+        ``modulation`` B,H,W,9 -> B,1,H,W."""
         height, width = depth.shape[-2:]
         # Work in fp32: depth in metres needs more than fp16's 11-bit mantissa, and grid coordinates too.
         depth = depth.float()
-        offsets = offsets.float()
-        modulation = modulation.float()
-        device = depth.device
-        tap_y = torch.tensor([-1.0, -1.0, -1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0], device=device).view(1, NUM_TAPS, 1, 1)
-        tap_x = torch.tensor([-1.0, 0.0, 1.0, -1.0, 0.0, 1.0, -1.0, 0.0, 1.0], device=device).view(1, NUM_TAPS, 1, 1)
-        rows = torch.arange(height, device=device, dtype=torch.float32).view(1, 1, -1, 1)
-        cols = torch.arange(width, device=device, dtype=torch.float32).view(1, 1, 1, -1)
-        sample_y = rows + tap_y + offsets[:, 0::2]           # B,9,H,W pixel coordinates
-        sample_x = cols + tap_x + offsets[:, 1::2]
-        # align_corners=True: pixel index i <-> normalised 2i/(n-1)-1, i.e. integer offsets hit pixel centres.
-        # (n-1) is taken from the index tensors, not Python ints, so exported graphs keep H and W dynamic;
-        # the model pads to >= 16 pixels, so n - 1 > 0.
-        norm_y = sample_y * (2.0 / rows[..., -1:, :]) - 1.0
-        norm_x = sample_x * (2.0 / cols[..., -1:]) - 1.0
-        grid = torch.stack([norm_x, norm_y], dim=-1)         # B,9,H,W,2
-        grid = grid.flatten(1, 2)                            # B,9H,W,2: all 9 taps in one grid_sample call
-        sampled = F.grid_sample(depth, grid, mode='bilinear', padding_mode='zeros', align_corners=True)
-        sampled = sampled.unflatten(2, (NUM_TAPS, -1)).squeeze(1)   # B,1,9H,W -> B,9,H,W
-        kernel = self.weight.float().reshape(1, NUM_TAPS, 1, 1)
-        return (sampled * modulation * kernel).sum(dim=1, keepdim=True) + self.bias.float()   # B,1,H,W
+        positions, scale = self.grid(height, width, depth.device)
+        # The same operations, in the same order, as (pixel + tap + offset) * 2/(n-1) - 1 per axis: identical
+        # coordinates, so the bilinear weights do not move at depth edges. In place after the first op.
+        grid = self._sampling_positions(positions, offsets.float()).mul_(scale).sub_(1.0)   # B,H,W,9,2
+        sampled = F.grid_sample(depth, grid.flatten(2, 3), mode='bilinear', padding_mode='zeros',
+                                align_corners=True)                                  # B,1,H,9W
+        sampled = sampled.unflatten(-1, (-1, NUM_TAPS)).squeeze(1)                   # B,H,W,9
+        kernel = self.weight.float().reshape(NUM_TAPS)
+        if torch.is_grad_enabled():       # autograd needs the factors: out of place
+            products = sampled * modulation.float() * kernel
+        else:                             # inference: no new full-size buffers
+            products = sampled.mul_(modulation.float()).mul_(kernel)
+        return (products.sum(dim=-1) + self.bias.float()).unsqueeze(1)             # B,1,H,W
 
 
 class TDU(nn.Module):
@@ -70,15 +152,20 @@ class TDU(nn.Module):
         # Start from the regular 3x3 grid (zero offsets), the usual deformable-conv initialisation.
         nn.init.zeros_(self.offset_head.weight)
         nn.init.zeros_(self.offset_head.bias)
+        self.register_buffer('offset_order', torch.tensor(OFFSET_CHANNEL_ORDER), persistent=False)
+
+    def tap_offsets(self, feature: torch.Tensor) -> torch.Tensor:
+        """B,H,W,9,2 (x, y) offsets: the offset head with its output channels reordered (and a zero centre tap)
+        in the weights, so no full-size ``cat`` or strided slice is needed."""
+        head = self.offset_head
+        weight = torch.cat([head.weight, head.weight.new_zeros(1, *head.weight.shape[1:])])[self.offset_order]
+        bias = torch.cat([head.bias, head.bias.new_zeros(1)])[self.offset_order]
+        return pixel_major_conv1x1(feature, weight, bias).unflatten(-1, (NUM_TAPS, 2))
 
     def forward(self, depth: torch.Tensor, guidance: torch.Tensor, aggregation: DeformableAggregation) -> torch.Tensor:
         # depth: B,1,H,W; guidance: B,2bc,H,W
         feature = torch.cat([self.depth_encoder(depth), self.guide_encoder(guidance)], dim=1)   # B,4bc,H,W
         feature = self.fuse(feature)
-        weights = torch.sigmoid(self.weight_head(feature))                                     # B,9,H,W
-        weights = weights - weights.mean(dim=1, keepdim=True)      # taps sum to 0: a pure residual correction
-        neighbour_offsets = self.offset_head(feature)                                          # B,16,H,W
-        zero_pair = torch.zeros_like(neighbour_offsets[:, :2])
-        offsets = torch.cat([neighbour_offsets[:, :2 * CENTRE_TAP], zero_pair,
-                             neighbour_offsets[:, 2 * CENTRE_TAP:]], dim=1)                    # B,18,H,W
-        return depth.float() + aggregation(depth, offsets, weights)
+        weights = torch.sigmoid(pixel_major_conv1x1(feature, self.weight_head.weight, self.weight_head.bias))
+        weights = weights - weights.mean(dim=-1, keepdim=True)     # taps sum to 0: a pure residual correction
+        return depth.float() + aggregation(depth, self.tap_offsets(feature), weights)

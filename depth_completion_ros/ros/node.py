@@ -5,8 +5,9 @@ Per frame:
      (Image, with ``depth/camera_info`` when not registered) arrive on best-effort subscriptions;
   2. our own approximate-time sync pairs image and depth source (ros/sync.py) on the executor thread;
   3. the newest pair goes to a worker thread through a slot of one (a slower model drops frames, never queues);
-  4. the worker decodes, looks up the extrinsics, projects, completes (pipeline.py), encodes, publishes
-     ``~/depth`` + ``~/camera_info`` (+ ``~/points``, debug images) with the camera's stamp and frame id;
+  4. the worker decodes, looks up the extrinsics, projects (through the lens distortion of a raw image),
+     completes and masks what no measurement supports (pipeline.py), encodes, publishes ``~/depth`` +
+     ``~/confidence`` + ``~/camera_info`` (+ ``~/points``, debug images) with the camera's stamp and frame id;
   5. a timer publishes /diagnostics (rates, drops, latency, per-stage times).
 
 Run: ``depth_completion_node --ros-args --params-file config/kitti_hdl64.yaml -r image:=/cam/image_raw ...``
@@ -14,11 +15,10 @@ Run: ``depth_completion_node --ros-args --params-file config/kitti_hdl64.yaml -r
 from __future__ import annotations
 
 import json
-import re
+import signal
 import sys
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,12 +27,14 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from rclpy.signals import SignalHandlerOptions
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Float64, String
 
 from depth_completion_ros.core import conversions
 from depth_completion_ros.core.camera import CameraModel, CameraModelError
 from depth_completion_ros.core.conversions import stamp_to_ns
+from depth_completion_ros.core.validity import ValiditySettings
 from depth_completion_ros.pipeline import (
     DepthCompletionPipeline,
     FrameError,
@@ -41,6 +43,7 @@ from depth_completion_ros.pipeline import (
     elapsed_ms,
 )
 from depth_completion_ros.ros import params as param_table
+from depth_completion_ros.ros.camera_info_cache import CameraInfoCache, CameraInfoFields, CameraInfoRejected
 from depth_completion_ros.ros.diagnostics import (
     LatencyWindow,
     RateMeter,
@@ -49,12 +52,12 @@ from depth_completion_ros.ros.diagnostics import (
     status_level,
 )
 from depth_completion_ros.ros.extrinsics import ExtrinsicsError, ExtrinsicsProvider, TfExtrinsics, make_extrinsics
+from depth_completion_ros.ros.problem_log import ProblemLog, clip
 from depth_completion_ros.ros.qos import make_qos
 from depth_completion_ros.ros.sync import ApproximateTimeSync, MatchedPair, Outcome
 
 NODE_NAME = 'depth_completion'
 WARN_PERIOD_S = 2.0
-CAMERA_INFO_HISTORY = 20
 
 
 class StartupError(RuntimeError):
@@ -72,6 +75,8 @@ class Counters:
     dropped_no_camera_info: int = 0
     dropped_no_extrinsics: int = 0
     dropped_error: int = 0         # unexpected processing error (logged with its message)
+    dropped_shutdown: int = 0      # waiting or in the worker when the node was told to stop (not published)
+    camera_info_fallback: int = 0  # processed with an older camera_info: the image's own did not come in time
     problems: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -90,15 +95,18 @@ class DepthCompletionNode(Node):
         super().__init__(NODE_NAME, **node_kwargs)
         self.values = self._declare_parameters()
         self.counters = Counters()
-        self._warned_at: dict[str, float] = {}
+        self.problem_log = ProblemLog(self.get_logger().warning, WARN_PERIOD_S)
+        self.counters.problems = self.problem_log.counts
         # Recent camera_infos per frame_id: the one with the image's stamp wins (sizes/intrinsics may change).
-        self._camera_infos: dict[str, deque[tuple[int, CameraModel, CameraInfo]]] = {}
-        self._depth_camera_infos: dict[str, CameraModel] = {}
+        self._camera_infos = CameraInfoCache()
+        self._depth_camera_infos = CameraInfoCache()
 
         self.settings = PipelineSettings(
             min_range=self.values['min_range'], max_range=self.values['max_range'],
             prefill_only=self.values['prefill_only'], cloud_enable=self.values['cloud.enable'],
-            cloud_stride=self.values['cloud.stride'], cloud_color=self.values['cloud.color'])
+            cloud_stride=self.values['cloud.stride'], cloud_color=self.values['cloud.color'],
+            validity=validity_settings(self.values))
+        self._geometry_logged: set[tuple[str, str]] = set()
         if self.settings.min_range >= self.settings.max_range:
             raise StartupError(f'min_range ({self.settings.min_range}) must be below max_range '
                                f'({self.settings.max_range})')
@@ -119,7 +127,9 @@ class DepthCompletionNode(Node):
         self._slot: PendingFrame | None = None
         self._slot_ready = threading.Condition()
         self._stopping = False
-        self._worker = threading.Thread(target=self._worker_loop, name='depth_completion_worker', daemon=True)
+        # Not a daemon: the interpreter must never exit while this thread is inside torch (abort); stop() joins.
+        self._worker = threading.Thread(target=self._worker_loop, name='depth_completion_worker')
+        self._abandon_hook: Any = None
         self._worker.start()
         self._create_subscriptions()
         self.add_on_set_parameters_callback(self._on_set_parameters)
@@ -136,23 +146,38 @@ class DepthCompletionNode(Node):
     def _declare_parameters(self) -> dict[str, Any]:
         values: dict[str, Any] = {}
         for spec in param_table.PARAMETERS:
-            descriptor = param_table.descriptor_for(spec)
-            if spec.type_name == 'double[]':
-                descriptor.dynamic_typing = True  # YAML [0, 0, 1] is an integer array; accept and convert
             try:
-                parameter = self.declare_parameter(spec.name, spec.default, descriptor)
+                if spec.type_name == 'double[]':
+                    value = self._declare_double_array(spec)
+                else:
+                    value = self.declare_parameter(spec.name, spec.default, param_table.descriptor_for(spec)).value
+            except StartupError:
+                raise
             except Exception as exc:  # rclpy raises several exception types for a bad override
                 raise StartupError(f'parameter {spec.name}: {exc}') from None
-            value = parameter.value
-            if spec.type_name == 'double[]':
-                value = [float(v) for v in (value or [])]
-            elif spec.type_name == 'double' and isinstance(value, int) and not isinstance(value, bool):
+            if spec.type_name == 'double' and isinstance(value, int) and not isinstance(value, bool):
                 value = float(value)
             problem = param_table.check_value(spec, value)
             if problem is not None:
                 raise StartupError(problem)
             values[spec.name] = value
         return values
+
+    def _declare_double_array(self, spec: param_table.ParamSpec) -> list[float]:
+        """A statically typed DOUBLE_ARRAY (a refused set must not change its type) that still takes YAML's
+        integer arrays ([0, 0, 1]) from files and -p: declared loosely to read the override, validated, then
+        declared again with the static type and the value as floats."""
+        loose = param_table.descriptor_for(spec)
+        loose.dynamic_typing = True
+        value = self.declare_parameter(spec.name, spec.default, loose).value
+        self.undeclare_parameter(spec.name)
+        value = list(value) if isinstance(value, (list, tuple)) else value
+        problem = param_table.check_value(spec, value)
+        if problem is not None:
+            raise StartupError(problem)
+        floats = [float(v) for v in value]
+        return list(self.declare_parameter(spec.name, floats, param_table.descriptor_for(spec),
+                                           ignore_override=True).value)
 
     def _make_extrinsics(self) -> ExtrinsicsProvider:
         try:
@@ -174,6 +199,8 @@ class DepthCompletionNode(Node):
     def _create_publishers(self) -> None:
         qos = make_qos(self.values['qos.output.reliability'], self.values['qos.output.depth'])
         self.depth_pub = self.create_publisher(Image, '~/depth', qos)
+        self.confidence_pub = self.create_publisher(Image, '~/confidence', qos)
+        self.confidence_color_pub = self.create_publisher(Image, '~/debug/confidence_color', qos)
         self.info_pub = self.create_publisher(CameraInfo, '~/camera_info', qos)
         self.cloud_pub = self.create_publisher(PointCloud2, '~/points', qos)
         self.sparse_pub = self.create_publisher(Image, '~/debug/sparse', qos)
@@ -188,9 +215,17 @@ class DepthCompletionNode(Node):
     def _create_subscriptions(self) -> None:
         qos = make_qos(self.values['qos.input.reliability'], self.values['qos.input.depth'])
         self.create_subscription(CameraInfo, 'camera_info', self._on_camera_info, qos)
-        self.create_subscription(Image, 'image', self._on_image, qos)
+        if self.values['image_transport'] == 'compressed':
+            # image_transport's naming: the transport's topic hangs below the (remapped) base topic
+            self.create_subscription(CompressedImage, self.resolve_topic_name('image') + '/compressed',
+                                     self._on_image, qos)
+        else:
+            self.create_subscription(Image, 'image', self._on_image, qos)
         if self.values['input_mode'] == 'points':
             self.create_subscription(PointCloud2, 'points', self._on_depth_source, qos)
+        elif self.values['depth_transport'] == 'compressedDepth':
+            self.create_subscription(CompressedImage, self.resolve_topic_name('depth') + '/compressedDepth',
+                                     self._on_depth_source, qos)
         else:
             self.create_subscription(Image, 'depth', self._on_depth_source, qos)
             if not self.values['depth_registered']:
@@ -200,29 +235,21 @@ class DepthCompletionNode(Node):
     # executor thread: caching, sync, hand-off
     # ---------------------------------------------------------------------------------------------------------
     def _warn(self, kind: str, message: str) -> None:
-        """Count a problem and warn at most once per WARN_PERIOD_S for the same problem (same text up to
-        numbers), so a stream of bad frames logs one line every few seconds but a new problem shows at once."""
-        self.counters.problems[kind] = self.counters.problems.get(kind, 0) + 1
-        throttle_key = kind + ':' + re.sub(r'[0-9.]+', '#', message)[:80]
-        now = time.monotonic()
-        if now - self._warned_at.get(throttle_key, -1e9) >= WARN_PERIOD_S:
-            self._warned_at[throttle_key] = now
-            self.get_logger().warning(f'{message} [{kind}: {self.counters.problems[kind]} so far]')
+        """Count a problem; warn at most once per WARN_PERIOD_S per kind (whatever the details), so a stream of
+        bad frames logs one bounded line every few seconds but a new kind of problem shows at once."""
+        self.problem_log.warn(kind, message)
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
-        try:
-            model = CameraModel.from_camera_info(msg)
-        except (CameraModelError, ValueError) as exc:
-            self._warn('bad_camera_info', f'camera_info rejected: {exc}')
-            return
-        history = self._camera_infos.setdefault(msg.header.frame_id, deque(maxlen=CAMERA_INFO_HISTORY))
-        history.append((stamp_to_ns(msg.header.stamp), model, msg))
+        self._cache_camera_info(self._camera_infos, msg, 'camera_info')
 
     def _on_depth_camera_info(self, msg: CameraInfo) -> None:
+        self._cache_camera_info(self._depth_camera_infos, msg, 'depth/camera_info')
+
+    def _cache_camera_info(self, cache: CameraInfoCache, msg: CameraInfo, topic: str) -> None:
         try:
-            self._depth_camera_infos[msg.header.frame_id] = CameraModel.from_camera_info(msg)
-        except (CameraModelError, ValueError) as exc:
-            self._warn('bad_camera_info', f'depth/camera_info rejected: {exc}')
+            cache.add(msg)
+        except (CameraInfoRejected, CameraModelError, ValueError, TypeError) as exc:
+            self._warn('bad_camera_info', f'{topic} rejected (frame_id {clip(msg.header.frame_id)}): {exc}')
 
     def _on_image(self, msg: Image) -> None:
         self.counters.images_in += 1
@@ -248,6 +275,9 @@ class DepthCompletionNode(Node):
         if result.pair is None:
             return
         with self._slot_ready:
+            if self._stopping:
+                self.counters.dropped_shutdown += 1
+                return
             if self._slot is not None:
                 self.counters.dropped_busy += 1  # the worker is still busy: the newer pair wins
             self._slot = PendingFrame(result.pair, time.monotonic(), sync_ms)
@@ -267,9 +297,11 @@ class DepthCompletionNode(Node):
             assert frame is not None
             try:
                 self._process(frame)
+            except FrameAbandoned:
+                self.counters.dropped_shutdown += 1
             except FrameError as exc:
                 self.counters.dropped_invalid += 1
-                self._warn('invalid_input', f'frame dropped: {exc}')
+                self._warn(exc.kind, f'frame dropped: {exc}')
             except conversions.UnsupportedEncodingError as exc:
                 self.counters.dropped_invalid += 1
                 self._warn('bad_encoding', f'frame dropped: {exc}')
@@ -281,8 +313,11 @@ class DepthCompletionNode(Node):
                 self._warn('no_extrinsics', f'frame dropped: {exc}')
             except (ValueError, CameraModelError) as exc:  # malformed message layouts from conversions
                 self.counters.dropped_invalid += 1
-                self._warn('invalid_input', f'frame dropped: {exc}')
+                self._warn('bad_layout', f'frame dropped: {exc}')
             except Exception as exc:  # keep the node alive whatever a frame does
+                if self._stopping:  # e.g. publishing into a context that is going away
+                    self.counters.dropped_shutdown += 1
+                    continue
                 self.counters.dropped_error += 1
                 self._warn('processing_error', f'frame dropped: {type(exc).__name__}: {exc}')
 
@@ -292,20 +327,23 @@ class DepthCompletionNode(Node):
         timings: dict[str, float] = {'sync': frame.sync_ms}
 
         camera_frame = image_msg.header.frame_id
-        camera, info_msg = self._camera_info_for(camera_frame, frame.pair.image_stamp_ns)
+        camera, info_fields = self._camera_info_for(camera_frame, frame.pair.image_stamp_ns)
+        camera = self._image_geometry(camera_frame, camera)
+        sensor_fov = None
 
         start = time.perf_counter()
         rgb = conversions.image_to_rgb(image_msg)
         if rgb.shape[:2] != (camera.height, camera.width):
             raise FrameError(f'image is {rgb.shape[1]}x{rgb.shape[0]} but camera_info says '
-                             f'{camera.width}x{camera.height}')
+                             f'{camera.width}x{camera.height}', 'size_mismatch')
         if self.values['input_mode'] == 'points':
             cloud = conversions.pointcloud2_to_arrays(source_msg)
             if cloud.xyz.shape[0] == 0:
-                raise FrameError('point cloud is empty (or has no finite points)')
+                raise FrameError('point cloud is empty (or has no finite points)', 'empty_cloud')
             timings['decode'] = elapsed_ms(start)
             T_cam_sensor = self.extrinsics.lookup(camera_frame, source_msg.header.frame_id, source_msg.header.stamp)
             sparse, timings['project'] = self.pipeline.sparse_from_points(cloud.xyz, camera, T_cam_sensor)
+            sensor_fov = self.pipeline.sensor_fov_from_points(cloud.xyz, T_cam_sensor)
         else:
             depth_m = conversions.depth_image_to_metres(source_msg)
             timings['decode'] = elapsed_ms(start)
@@ -313,17 +351,18 @@ class DepthCompletionNode(Node):
                 sparse, timings['project'] = self.pipeline.sparse_from_depth(depth_m, None, camera, None)
             else:
                 depth_frame = source_msg.header.frame_id
-                depth_camera = self._depth_camera_infos.get(depth_frame)
-                if depth_camera is None:
-                    raise _NoCameraInfo(f'no depth/camera_info received yet for frame_id {depth_frame!r}: '
-                                        f'frame dropped')
+                depth_camera, _fields = self._camera_info_for(depth_frame, frame.pair.depth_stamp_ns,
+                                                              self._depth_camera_infos, 'depth/camera_info')
                 T_cam_depth = self.extrinsics.lookup(camera_frame, depth_frame, source_msg.header.stamp)
                 sparse, timings['project'] = self.pipeline.sparse_from_depth(depth_m, depth_camera, camera,
                                                                              T_cam_depth)
+                sensor_fov = self.pipeline.sensor_fov_from_depth_camera(depth_camera, T_cam_depth)
 
-        output = self.pipeline.complete(rgb, sparse, camera)
+        output = self.pipeline.complete(rgb, sparse, camera, sensor_fov)
         timings.update(output.timings_ms)
-        timings['encode'], timings['publish'] = self._publish(output, image_msg, info_msg)
+        if self._stopping:
+            raise FrameAbandoned  # told to stop while computing: publish nothing
+        timings['encode'], timings['publish'] = self._publish(output, image_msg, info_fields)
 
         latency_ms = (time.monotonic() - frame.arrival) * 1000.0
         processing_ms = elapsed_ms(start_total)
@@ -340,25 +379,44 @@ class DepthCompletionNode(Node):
              'processing_ms': round(processing_ms, 3), 'network': output.used_network,
              'stages_ms': {k: round(v, 3) for k, v in timings.items()}})))
 
-    def _camera_info_for(self, frame_id: str, stamp_ns: int) -> tuple[CameraModel, CameraInfo]:
-        """The camera_info with the image's stamp, else the newest not after it, else the newest."""
-        history = list(self._camera_infos.get(frame_id, ()))  # snapshot: the executor thread appends
-        if not history:
-            raise _NoCameraInfo(f'no camera_info received yet for frame_id {frame_id!r}: frame dropped '
-                                f'(known: {sorted(self._camera_infos) or "none"})')
-        not_after = [entry for entry in history if entry[0] <= stamp_ns]
-        _stamp, model, msg = (not_after or history)[-1]
-        return model, msg
+    def _camera_info_for(self, frame_id: str, stamp_ns: int, cache: CameraInfoCache | None = None,
+                         topic: str = 'camera_info') -> tuple[CameraModel, CameraInfoFields]:
+        """The camera_info with the image's stamp (waiting up to camera_info.wait for it), else the newest not
+        after it (counted and warned: it may be the previous frame's), else the newest."""
+        cache = self._camera_infos if cache is None else cache
+        found = cache.lookup(frame_id, stamp_ns, self.values['camera_info.wait'])
+        if found is None:
+            known = ', '.join(clip(name) for name in cache.known_frame_ids(3)) or 'none'
+            more = len(cache) - min(len(cache), 3)
+            raise _NoCameraInfo(f'no {topic} received yet for frame_id {clip(frame_id)}: frame dropped '
+                                f'(known: {known}{f" and {more} more" if more else ""})')
+        if not found.exact:
+            self.counters.camera_info_fallback += 1
+            self._warn('camera_info_fallback',
+                       f'no {topic} with the stamp of frame {stamp_ns} for frame_id {clip(frame_id)} within '
+                       f'{self.values["camera_info.wait"]} s: using the one of {found.entry.stamp_ns} '
+                       f'({(stamp_ns - found.entry.stamp_ns) / 1e9:+.3f} s)')
+        return found.entry.camera, found.entry.fields
 
-    def _publish(self, output: FrameOutput, image_msg: Image, info_msg: CameraInfo) -> tuple[float, float]:
+    def _image_geometry(self, frame_id: str, camera: CameraModel) -> CameraModel:
+        """Raw (distorted) or rectified image, decided from the camera_info; logged once per frame and choice."""
+        projected, reason = camera.for_image(self.values['image_rectified'])
+        key = (frame_id, reason)
+        if key not in self._geometry_logged:
+            self._geometry_logged.add(key)
+            self.get_logger().info(f'camera {frame_id!r}: {reason}')
+        return projected
+
+    def _publish(self, output: FrameOutput, image_msg: Image, info_fields: CameraInfoFields) -> tuple[float, float]:
         """Encode and publish every output; returns (encode_ms, publish_ms)."""
         header = image_msg.header  # outputs carry the camera's stamp and frame id
         start = time.perf_counter()
         depth_msg = conversions.metres_to_depth_image(output.depth, self.values['output.encoding'], header=header)
+        confidence_msg = conversions.numpy_to_image(output.confidence, '32FC1', header=header)
         cloud_msg = None
         if output.cloud_xyz is not None:
             cloud_msg = conversions.arrays_to_pointcloud2(output.cloud_xyz, output.cloud_rgb, header=header)
-        info_out = copy_camera_info(info_msg, header)
+        info_out = info_fields.to_message(header)
         debug_msgs = []
         if self.values['publish_debug']:
             debug_msgs = [
@@ -366,11 +424,14 @@ class DepthCompletionNode(Node):
                 (self.prefill_pub, conversions.metres_to_depth_image(output.prefill, '32FC1', header=header)),
                 (self.color_pub, conversions.numpy_to_image(_colourise(output.depth, self.settings.max_range),
                                                             'rgb8', header=header)),
+                (self.confidence_color_pub, conversions.numpy_to_image(
+                    colorize_confidence(output.confidence), 'rgb8', header=header)),
             ]
         encode_ms = elapsed_ms(start)
 
         start = time.perf_counter()
         self.depth_pub.publish(depth_msg)
+        self.confidence_pub.publish(confidence_msg)
         self.info_pub.publish(info_out)
         if cloud_msg is not None:
             self.cloud_pub.publish(cloud_msg)
@@ -410,6 +471,7 @@ class DepthCompletionNode(Node):
         self.settings.cloud_enable = merged['cloud.enable']
         self.settings.cloud_stride = merged['cloud.stride']
         self.settings.cloud_color = merged['cloud.color']
+        self.settings.validity = validity_settings(merged)
         self.sync.slop_s = merged['sync.slop']
         if updates:
             self.get_logger().info('parameters changed: ' + ', '.join(f'{k}={v}' for k, v in updates.items()))
@@ -422,12 +484,14 @@ class DepthCompletionNode(Node):
         c = self.counters
         sync = self.sync.stats
         dropped = (sync.dropped + c.dropped_busy + c.dropped_invalid + c.dropped_no_camera_info
-                   + c.dropped_no_extrinsics + c.dropped_error)
+                   + c.dropped_no_extrinsics + c.dropped_error + c.dropped_shutdown)
         return {
             'images_in': c.images_in, 'depth_in': c.depth_in, 'frames_out': c.frames_out,
             'dropped': dropped, 'dropped_busy': c.dropped_busy, 'dropped_invalid': c.dropped_invalid,
             'dropped_no_camera_info': c.dropped_no_camera_info, 'dropped_no_extrinsics': c.dropped_no_extrinsics,
-            'dropped_error': c.dropped_error, **{f'sync_{k}': v for k, v in sync.as_dict().items()},
+            'dropped_error': c.dropped_error, 'dropped_shutdown': c.dropped_shutdown,
+            'camera_info_fallback': c.camera_info_fallback,
+            **{f'sync_{k}': v for k, v in sync.as_dict().items()},
             'image_rate_hz': self.image_rate.rate_hz(), 'depth_rate_hz': self.depth_rate.rate_hz(),
             'output_rate_hz': self.output_rate.rate_hz(),
             'latency_ms_p50': self.latency.percentile(50), 'latency_ms_p95': self.latency.percentile(95),
@@ -435,6 +499,7 @@ class DepthCompletionNode(Node):
             **{f'stage_{k}_ms': v for k, v in self.stage_times.means().items()},
             'mode': 'prefill_only' if self.settings.prefill_only else f'lrru_{self.values["model.variant"]}',
             'device': self.pipeline.device_name,
+            **{f'problem_{kind}': count for kind, count in sorted(c.problems.items())},
         }
 
     def _publish_diagnostics(self) -> None:
@@ -446,31 +511,75 @@ class DepthCompletionNode(Node):
             self.get_clock().now().to_msg(), f'{self.get_name()}: depth completion', self.get_fully_qualified_name(),
             level, message, stats))
 
-    def stop(self) -> None:
+    def stop(self, join_timeout_s: float = 30.0) -> bool:
+        """Stop taking frames, abandon the one in the worker without publishing, join the worker. True when
+        the worker has ended (else it is stuck inside one long operation; being non-daemon, the interpreter
+        still waits for it at exit instead of aborting under it)."""
         with self._slot_ready:
             self._stopping = True
+            if self._slot is not None:
+                self._slot = None
+                self.counters.dropped_shutdown += 1
             self._slot_ready.notify_all()
-        self._worker.join(timeout=5.0)
+        if self._worker.is_alive() and self._abandon_hook is None:
+            self._abandon_hook = _interrupt_torch_modules(self._worker)
+        self._worker.join(timeout=join_timeout_s)
+        return not self._worker.is_alive()
 
 
 class _NoCameraInfo(RuntimeError):
     pass
 
 
+class FrameAbandoned(Exception):
+    """The node is stopping: the frame in the worker is dropped without publishing."""
 
 
-def copy_camera_info(info: CameraInfo, header: Any) -> CameraInfo:
-    """The cached CameraInfo with the image's header (stamp and frame id)."""
-    out = CameraInfo()
-    out.header.stamp = header.stamp
-    out.header.frame_id = header.frame_id
-    out.height, out.width = info.height, info.width
-    out.distortion_model = info.distortion_model
-    out.d = info.d
-    out.k, out.r, out.p = info.k, info.r, info.p
-    out.binning_x, out.binning_y = info.binning_x, info.binning_y
-    out.roi = info.roi
-    return out
+def _interrupt_torch_modules(thread: threading.Thread) -> Any:
+    """From now on every torch module call in ``thread`` raises FrameAbandoned: the network on a large image
+    runs for seconds on a CPU, and shutdown should not wait for it. Global hook, installed only at shutdown."""
+    import torch
+
+    def abandon(_module: Any, _inputs: Any) -> None:
+        if threading.current_thread() is thread:
+            raise FrameAbandoned
+
+    return torch.nn.modules.module.register_module_forward_pre_hook(abandon)
+
+
+class ShutdownRequest:
+    """SIGINT and SIGTERM only set a flag (rclpy's own handlers would invalidate the context under a running
+    executor and the worker's publishers: tracebacks and errors); the spin loop checks it and shuts down."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.signal_name = ''
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        if not self.event.is_set():
+            self.signal_name = signal.Signals(signum).name
+        self.event.set()
+
+    @property
+    def requested(self) -> bool:
+        return self.event.is_set()
+
+
+def validity_settings(values: dict[str, Any]) -> ValiditySettings:
+    """The ``validity.*`` / ``confidence.*`` parameters as core settings."""
+    return ValiditySettings(enable=values['validity.enable'], top_margin_px=values['validity.top_margin_px'],
+                            max_distance_px=values['validity.max_distance_px'],
+                            fov_margin_deg=values['validity.fov_margin_deg'],
+                            confidence_distance_px=values['confidence.distance_px'],
+                            confidence_relative_tolerance=values['confidence.relative_tolerance'])
+
+
+def colorize_confidence(confidence: Any) -> Any:
+    from depth_completion_ros.core.visualize import colorize_depth
+
+    return colorize_depth(confidence, vmin=0.0, vmax=1.0, cmap='viridis')
 
 
 def _colourise(depth: Any, max_range: float) -> Any:
@@ -479,49 +588,59 @@ def _colourise(depth: Any, max_range: float) -> Any:
     return colorize_depth(depth, vmin=0.0, vmax=min(max_range, 80.0))
 
 
-def _params_files(argv: list[str]) -> list[str]:
-    files = []
-    for i, token in enumerate(argv[:-1]):
-        if token == '--params-file':
-            files.append(argv[i + 1])
-    return files
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``depth_completion_node`` / ``depth-completion node`` (returns the exit status)."""
     argv = list(sys.argv if argv is None else argv)
     prog = 'depth_completion_node'
-    # A bad parameter file gets one clear line before rclpy prints its own multi-line errors.
-    for path in _params_files(argv):
-        try:
-            param_table.load_params_file(path)
-        except param_table.ConfigError as exc:
-            print(f'{prog}: error: {exc}', file=sys.stderr)
-            return 2
+    shutdown = ShutdownRequest()  # before anything slow: a signal during start-up is a clean stop too
+    # A bad parameter file or -p value gets one clear line (rclpy would print several, or ignore a wrong type).
     try:
-        rclpy.init(args=argv)
+        param_table.check_command_line(argv)
+    except param_table.ConfigError as exc:
+        print(f'{prog}: error: {exc}', file=sys.stderr)
+        return 2
+    try:
+        rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
     except Exception as exc:
         print(f'{prog}: error: cannot initialise ROS: {exc}', file=sys.stderr)
         return 2
     node: DepthCompletionNode | None = None
+    executor: SingleThreadedExecutor | None = None
     status = 0
     try:
         node = DepthCompletionNode()
         executor = SingleThreadedExecutor()
         executor.add_node(node)
-        executor.spin()
+        while not shutdown.requested:
+            executor.spin_once(timeout_sec=0.1)  # wakes up for the shutdown flag at least every 0.1 s
     except StartupError as exc:
         print(f'{prog}: error: {exc}', file=sys.stderr)
         status = 2
     except (KeyboardInterrupt, ExternalShutdownException):
-        pass  # SIGINT / SIGTERM: rclpy's handlers shut the context down, we clean up below
+        pass  # the context was shut down from elsewhere: the same clean stop below
+    except Exception:
+        if rclpy.ok() and not shutdown.requested:
+            raise
+        # the context became invalid under the executor (shut down from elsewhere): the same clean stop
     finally:
-        if node is not None:
-            node.stop()
-            print(f'[{NODE_NAME}] final stats ' + json.dumps(node.stats(), default=_json_safe), flush=True)
-            node.destroy_node()
-        rclpy.try_shutdown()
+        _shut_down(node, executor, shutdown)
     return status
+
+
+def _shut_down(node: DepthCompletionNode | None, executor: SingleThreadedExecutor | None,
+               shutdown: ShutdownRequest) -> None:
+    """The one shutdown path: stop taking frames, abandon/join the worker, final counters, destroy, shut down."""
+    if node is not None:
+        finished = node.stop()
+        stats = {**node.stats(), 'stopped_by': shutdown.signal_name or 'shutdown'}
+        print(f'[{NODE_NAME}] final stats ' + json.dumps(stats, default=_json_safe), flush=True)
+        if not finished:
+            print(f'[{NODE_NAME}] the worker is still inside one operation; exiting when it returns', flush=True)
+        if executor is not None:
+            executor.remove_node(node)
+            executor.shutdown(timeout_sec=1.0)
+        node.destroy_node()
+    rclpy.try_shutdown()
 
 
 def _json_safe(value: Any) -> Any:

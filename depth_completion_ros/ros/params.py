@@ -46,8 +46,20 @@ PARAMETERS: tuple[ParamSpec, ...] = (
       '(sensor_msgs/Image 16UC1 mm / 32FC1 m on `depth`).', choices=('points', 'depth')),
     P('depth_registered', True, 'input_mode=depth: the depth image is already registered to the RGB camera '
       '(same pixels). If false, it is re-projected using `depth/camera_info` and the extrinsics.'),
+    P('image_transport', 'raw', 'How `image` arrives (image_transport style): raw (sensor_msgs/Image) or '
+      'compressed (sensor_msgs/CompressedImage JPEG/PNG on `image/compressed`, as image_transport names it).',
+      choices=('raw', 'compressed')),
+    P('depth_transport', 'raw', 'input_mode=depth: raw (sensor_msgs/Image on `depth`) or compressedDepth '
+      '(image_transport\'s PNG CompressedImage on `depth/compressedDepth`).', choices=('raw', 'compressedDepth')),
+    P('image_rectified', False, 'The image is rectified (an image_rect topic) although its camera_info has '
+      'distortion: project with P. false = decide from camera_info as image_proc does (non-zero D: raw image, '
+      'points are distorted with K and D; all-zero D: pinhole K).'),
     P('sync.slop', 0.05, 'Largest stamp difference (s) between image and depth source to pair them.',
       runtime=True, min_value=0.001, max_value=1.0, step=0.0),
+    P('camera_info.wait', 0.1, 'Longest wait (s) of an image for the camera_info with its own stamp (cameras '
+      'that publish the image first) before it goes with the newest older one (counted as a fallback). Only '
+      'cameras whose camera_info did carry their images\' stamps wait.', runtime=True, min_value=0.0,
+      max_value=1.0, step=0.0),
     P('sync.queue_size', 5, 'Messages kept per side while waiting for a partner.',
       min_value=1, max_value=100, step=1),
     P('qos.input.reliability', 'best_effort', 'Input subscriptions: best_effort receives from best-effort '
@@ -74,6 +86,20 @@ PARAMETERS: tuple[ParamSpec, ...] = (
       runtime=True, min_value=0.0, max_value=1000.0, step=0.0),
     P('max_range', 100.0, 'Measurements farther than this (m) are ignored; output depth is clipped to it.',
       runtime=True, min_value=0.1, max_value=1000.0, step=0.0),
+    P('validity.enable', True, 'Publish NaN (16UC1: 0) wherever no measurement supports the depth: above the '
+      'highest measurement of a column, far from every measurement, outside the depth sensor\'s field of view. '
+      'The cloud keeps only valid points.', runtime=True),
+    P('validity.top_margin_px', 0, 'Rows above the highest measurement of a column still published (0: none '
+      'above it).', runtime=True, min_value=0, max_value=1000, step=1),
+    P('validity.max_distance_px', 10.0, 'Pixels farther than this from the nearest measurement are unknown '
+      '(0: no distance rule).', runtime=True, min_value=0.0, max_value=10000.0, step=0.0),
+    P('validity.fov_margin_deg', 1.0, 'Tolerance (deg) of the field-of-view test: the elevation/azimuth span '
+      'of the LiDAR scan, or the depth camera\'s image.', runtime=True, min_value=0.0, max_value=45.0, step=0.0),
+    P('confidence.distance_px', 4.0, '`~/confidence` = exp(-(d/distance_px)^2/2) * exp(-|z - z_near| / '
+      '(relative_tolerance z_near)), d = pixels to the nearest measurement, z_near its depth.', runtime=True,
+      min_value=0.1, max_value=1000.0, step=0.0),
+    P('confidence.relative_tolerance', 0.05, 'Relative depth difference to the nearest measurement at which '
+      'confidence falls to 1/e.', runtime=True, min_value=0.001, max_value=10.0, step=0.0),
     P('model.variant', 'mini', 'LRRU variant.', choices=('mini', 'tiny', 'small', 'base')),
     P('model.weights', '', 'Shipped weights name or a .safetensors path; empty = the shipped weights of '
       'model.variant.'),
@@ -92,7 +118,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     P('cloud.stride', 1, 'Keep every n-th pixel in rows and columns of the output cloud.',
       runtime=True, min_value=1, max_value=16, step=1),
     P('cloud.color', True, 'XYZRGB output cloud (false: XYZ).', runtime=True),
-    P('publish_debug', False, 'Also publish debug images: sparse depth, prefill and a colourised depth.',
+    P('publish_debug', False, 'Also publish debug images: sparse depth, prefill, a colourised depth and a '
+      'colourised confidence.',
       runtime=True),
     P('diagnostics.period', 1.0, 'Period (s) of the /diagnostics status.', min_value=0.1, max_value=60.0,
       step=0.0),
@@ -166,15 +193,52 @@ def load_params_file(path: str | Path) -> dict[str, Any]:
             raise ConfigError(f'{path}: section {node_key!r} has no ros__parameters')
         values.update(_flatten(section['ros__parameters'] or {}))
     for name, value in values.items():
-        spec = PARAMETERS_BY_NAME.get(name)
-        if spec is None:
-            if name in ('use_sim_time',) or name.startswith('qos_overrides.'):
-                continue
-            raise ConfigError(f'{path}: unknown parameter {name!r}')
-        problem = check_value(spec, list(value) if isinstance(value, tuple) else value)
-        if problem is not None:
-            raise ConfigError(f'{path}: {problem}')
+        _check_named_value(name, value, str(path))
     return values
+
+
+def _check_named_value(name: str, value: Any, where: str) -> None:
+    spec = PARAMETERS_BY_NAME.get(name)
+    if spec is None:
+        if name in ('use_sim_time',) or name.startswith('qos_overrides.'):
+            return
+        raise ConfigError(f'{where}: unknown parameter {name!r}')
+    problem = check_value(spec, list(value) if isinstance(value, tuple) else value)
+    if problem is not None:
+        raise ConfigError(f'{where}: {problem}')
+
+
+def command_line_overrides(argv: list[str]) -> list[tuple[str, str]]:
+    """``(name, value text)`` of every ``-p name:=value`` / ``--param name:=value`` inside ``--ros-args``."""
+    overrides, in_ros_args = [], False
+    for i, token in enumerate(argv):
+        if token == '--ros-args':
+            in_ros_args = True
+        elif token == '--':
+            in_ros_args = False
+        elif in_ros_args and token in ('-p', '--param') and i + 1 < len(argv):
+            name, separator, text = argv[i + 1].partition(':=')
+            if separator:
+                overrides.append((name, text))
+    return overrides
+
+
+def parse_override(text: str) -> Any:
+    """A ``-p`` value as rcl reads it (one YAML value: 0.1, true, [1, 2], abc)."""
+    try:
+        return yaml.safe_load(text) if text.strip() else text
+    except yaml.YAMLError:
+        return text
+
+
+def check_command_line(argv: list[str]) -> None:
+    """Validate every ``--params-file`` and ``-p name:=value`` of a node command line against the table, as a
+    parameter file is; raises :class:`ConfigError` with one line naming the fix."""
+    for i, token in enumerate(argv[:-1]):
+        if token == '--params-file':
+            load_params_file(argv[i + 1])
+    for name, text in command_line_overrides(argv):
+        _check_named_value(name, parse_override(text), f'-p {name}:={text}')
 
 
 def _flatten(mapping: Mapping[str, Any], prefix: str = '') -> dict[str, Any]:

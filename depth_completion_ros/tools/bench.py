@@ -1,29 +1,32 @@
-"""``depth-completion bench {geometry,model,node}``: benchmark scripts that print numbers (and JSON)."""
+"""``depth-completion bench {geometry,model,node} [OPTIONS]``: benchmark scripts that print numbers (and JSON).
+
+Each target is a subcommand with its own options: ``depth-completion bench model --help`` lists them.
+"""
 from __future__ import annotations
 
 import argparse
 import importlib
 
 TARGETS = {
-    'geometry': 'depth_completion_ros.tools.bench_geometry',
-    'model': 'depth_completion_ros.tools.bench_model',
-    'node': 'depth_completion_ros.tools.bench_node',
+    'geometry': ('depth_completion_ros.tools.bench_geometry',
+                 'PointCloud2 decode/encode, projection and back-projection timings'),
+    'model': ('depth_completion_ros.tools.bench_model', 'LRRU forward latency and peak memory per variant, prefill'),
+    'node': ('depth_completion_ros.tools.bench_node', 'the node end to end: throughput, latency, drops'),
 }
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument('target', choices=sorted(TARGETS), help='what to benchmark')
-    parser.add_argument('--json', action='store_true', help='print one JSON object instead of a table')
-    parser.add_argument('rest', nargs=argparse.REMAINDER,
-                        help='options of the target benchmark (see `depth-completion bench TARGET -- --help`)')
+    targets = parser.add_subparsers(dest='target', metavar='TARGET', required=True,
+                                    help='what to benchmark: ' + ', '.join(TARGETS) +
+                                         ' (`depth-completion bench TARGET --help` lists its options)')
+    for name, (module_name, help_text) in TARGETS.items():
+        target = targets.add_parser(name, help=help_text, description=help_text,
+                                    formatter_class=parser.formatter_class)
+        target.add_argument('--json', action='store_true', help='print one JSON object instead of a table')
+        module = importlib.import_module(module_name)
+        module.add_arguments(target)
+        target.set_defaults(_bench_main=module.main)
 
 
 def main(args: argparse.Namespace) -> int:
-    module = importlib.import_module(TARGETS[args.target])
-    sub = argparse.ArgumentParser(prog=f'depth-completion bench {args.target}',
-                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    sub.add_argument('--json', action='store_true', help='print one JSON object instead of a table')
-    module.add_arguments(sub)
-    rest = [a for a in args.rest if a != '--']
-    sub_args = sub.parse_args(rest + (['--json'] if args.json else []))
-    return int(module.main(sub_args) or 0)
+    return int(args._bench_main(args) or 0)

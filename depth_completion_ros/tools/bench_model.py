@@ -32,9 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--sizes', default=','.join(DEFAULT_SIZES), help='comma-separated HxW')
     parser.add_argument('--runs', type=int, default=5, help='timed runs per configuration (after 1 warm-up)')
     parser.add_argument('--threads', type=int, default=2, help='CPU threads (torch.set_num_threads)')
-    parser.add_argument('--device', default='auto', choices=['auto', 'cpu', 'cuda'])
+    parser.add_argument('--device', default='auto', choices=['auto', 'cpu', 'cuda'],
+                        help='inference device (auto: cuda if available)')
     parser.add_argument('--compile', action='store_true', help='also time torch.compile on CUDA')
-    parser.add_argument('--skip-prefill', action='store_true')
+    parser.add_argument('--skip-prefill', action='store_true', help='do not time the prefill (torch vs OpenCV)')
 
 
 class RssSampler:

@@ -33,7 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--factor', type=float, default=2.0, help='rate multiplier per step')
     parser.add_argument('--max-steps', type=int, default=6, help='most flood steps per configuration')
     parser.add_argument('--latency-hz', type=float, default=10.0, help='rate of the latency run')
-    parser.add_argument('--device', default='auto', choices=('auto', 'cpu', 'cuda'))
+    parser.add_argument('--device', default='auto', choices=('auto', 'cpu', 'cuda'),
+                        help='inference device of the node (auto: cuda if available)')
 
 OUTPUT_TOPICS = ('/depth_completion/depth', '/depth_completion/timings')
 

@@ -4,8 +4,14 @@
 2. node, recorder and player as subprocesses on this machine only (shared memory, private domain); the player
    is paced by the node's output so a slow CPU model still sees every frame (``--rate`` plays open-loop and
    reports the drops instead);
-3. into ``--out``: ``previews/frame_NNN.png`` (RGB | sparse | prefill | dense, one colour scale),
-   ``cloud.ply`` (one dense cloud), ``output_bag/`` and ``summary.json`` (also printed).
+3. into ``--out``: ``previews/frame_NNN.png`` (RGB | sparse | prefill | dense, one colour scale with its bar
+   in metres), ``cloud.ply`` (one dense cloud), ``output_bag/``, ``logs/`` and ``summary.json`` (also printed),
+   then a short "written" block saying where each went.
+
+Mistakes are found before anything starts (topics missing from the bag, a variant without weights, a bad
+config): one line, exit 2. A process that fails gives its first error line here and in ``summary.json``
+(``error``). Ctrl-C stops the node, recorder and player cleanly, writes the summary and the previews of the
+frames done so far, and exits 130.
 """
 from __future__ import annotations
 
@@ -22,25 +28,34 @@ import numpy as np
 
 from depth_completion_ros.core.conversions import stamp_to_ns
 from depth_completion_ros.ros import bagio
+from depth_completion_ros.tools.common import CliError, print_written, progress
 
 DEFAULT_FRAMES = 20
+DEFAULT_DEPTH_TOPIC = '/camera/depth/image_raw'
+PREVIEW_MAX_DEPTH_M = 80.0  # one colour scale for every depth panel of the run
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--out', default='demo_output', help='output folder (replaced)')
     parser.add_argument('--bag', default=None, help='your bag (default: the built-in synthetic sample)')
     parser.add_argument('--config', default=None, help='preset or parameter file (default: generic)')
-    parser.add_argument('--image-topic', default=bagio.IMAGE_TOPIC)
-    parser.add_argument('--camera-info-topic', default=bagio.CAMERA_INFO_TOPIC)
-    parser.add_argument('--points-topic', default=bagio.POINTS_TOPIC)
-    parser.add_argument('--depth-topic', default=None, help='depth image topic (input_mode depth presets)')
+    parser.add_argument('--image-topic', default=bagio.IMAGE_TOPIC, help='camera image topic in the bag')
+    parser.add_argument('--camera-info-topic', default=bagio.CAMERA_INFO_TOPIC, help='CameraInfo topic in the bag')
+    parser.add_argument('--points-topic', default=bagio.POINTS_TOPIC,
+                        help='PointCloud2 topic in the bag (input_mode points)')
+    parser.add_argument('--depth-topic', default=None,
+                        help=f'depth image topic (input_mode depth presets; default: {DEFAULT_DEPTH_TOPIC})')
     parser.add_argument('--gt-topic', default=bagio.GT_DEPTH_TOPIC, help='ground-truth depth topic, if any')
     parser.add_argument('--frames', type=int, default=DEFAULT_FRAMES, help='synthetic sample: frames at 10 Hz')
     parser.add_argument('--rate', type=float, default=None,
                         help='open-loop playback rate (default: paced by the node, no frame dropped)')
     parser.add_argument('--prefill-only', action='store_true', help='no network (ip_basic prefill only)')
-    parser.add_argument('--device', default='auto', choices=('auto', 'cpu', 'cuda'))
-    parser.add_argument('--variant', default=None, help='LRRU variant (default: the config\'s)')
+    parser.add_argument('--device', default='auto', choices=('auto', 'cpu', 'cuda'),
+                        help='inference device of the node (auto: cuda if available)')
+    parser.add_argument('--variant', default=None, help='LRRU variant (default: the config\'s, else mini)')
+    parser.add_argument('--weights', default=None,
+                        help='LRRU weights, a .safetensors path or shipped name (default: the config\'s, else the '
+                             'shipped weights of the variant)')
     parser.add_argument('--cache', default=None, help='where the synthetic sample bag is kept')
 
 
@@ -49,10 +64,13 @@ def sample_bag(cache: Path, frames: int) -> Path:
 
     bag = cache / f'synthetic_street_1242x375_{frames}f'
     if not (bag / 'metadata.yaml').is_file():
+        partial = bag.with_name(bag.name + '.partial')  # renamed when complete: Ctrl-C never leaves a short sample
         shutil.rmtree(bag, ignore_errors=True)
+        shutil.rmtree(partial, ignore_errors=True)
         cache.mkdir(parents=True, exist_ok=True)
         print(f'demo: generating the synthetic sample bag ({frames} frames at 10 Hz) in {bag} ...', flush=True)
-        make_bag('synthetic', bag, frames=frames)
+        make_bag('synthetic', partial, frames=frames)
+        partial.rename(bag)
     return bag
 
 
@@ -98,20 +116,23 @@ def _cloud_arrays(msg: Any) -> tuple[np.ndarray, np.ndarray | None]:
 def analyse(bag: Path, out_bag: Path, out: Path, image_topic: str, gt_topic: str, network_used: bool,
             max_depth: float = 100.0) -> dict:
     """Previews, PLY and metrics (ground truth up to ``max_depth``, the node's range) from the bags."""
-    from depth_completion_ros.core.conversions import image_to_rgb
+    from depth_completion_ros.core.conversions import image_to_numpy, image_to_rgb
     from depth_completion_ros.core.metrics import MetricAccumulator
-    from depth_completion_ros.core.visualize import colorize_depth, save_png, side_by_side
+    from depth_completion_ros.core.visualize import completion_preview, save_png
 
     ns = '/depth_completion'
-    outputs: dict[str, dict[int, Any]] = {'depth': {}, 'sparse': {}, 'prefill': {}, 'points': {}}
+    outputs: dict[str, dict[int, Any]] = {'depth': {}, 'sparse': {}, 'prefill': {}, 'points': {},
+                                          'confidence': {}}
     latencies: list[float] = []
     processing: list[float] = []
-    for raw, msg in bagio.read_messages(out_bag):
+    recorded = bagio.read_messages(out_bag) if (out_bag / 'metadata.yaml').is_file() else iter(())
+    for raw, msg in recorded:
         if raw.topic == f'{ns}/latency_ms':
             latencies.append(float(msg.data))
         elif raw.topic == f'{ns}/timings':
             processing.append(float(json.loads(msg.data)['processing_ms']))
-        elif raw.topic in (f'{ns}/depth', f'{ns}/debug/sparse', f'{ns}/debug/prefill', f'{ns}/points'):
+        elif raw.topic in (f'{ns}/depth', f'{ns}/debug/sparse', f'{ns}/debug/prefill', f'{ns}/points',
+                           f'{ns}/confidence'):
             outputs[raw.topic.rsplit('/', 1)[1]][stamp_to_ns(msg.header.stamp)] = msg
     rgbs: dict[int, np.ndarray] = {}
     gts: dict[int, np.ndarray] = {}
@@ -124,22 +145,32 @@ def analyse(bag: Path, out_bag: Path, out: Path, image_topic: str, gt_topic: str
     previews = out / 'previews'
     previews.mkdir(parents=True, exist_ok=True)
     prefill_metrics, model_metrics = MetricAccumulator(), MetricAccumulator()
-    for index, stamp in enumerate(sorted(outputs['depth'])):
+    trust = ValidityReport()
+    coverage: list[float] = []
+    for index, stamp in enumerate(progress(sorted(outputs['depth']), desc='previews', leave=False,
+                                                   disable=not outputs['depth'])):
         dense = _depth_array(outputs['depth'][stamp])
         sparse = _depth_array(outputs['sparse'][stamp]) if stamp in outputs['sparse'] else np.zeros_like(dense)
         prefill = _depth_array(outputs['prefill'][stamp]) if stamp in outputs['prefill'] else dense
+        confidence = outputs['confidence'].get(stamp)
+        trust.add(dense, sparse if stamp in outputs['sparse'] else None,
+                  None if confidence is None else np.asarray(image_to_numpy(confidence), np.float32))
         gt = gts.get(stamp)
         if gt is not None:
             gt = np.where(gt <= max_depth, gt, np.float32(0.0))  # beyond the node's range: not scored
-            prefill_metrics.add(prefill, gt)
+            # Scored where the node published a depth (elsewhere it says "unknown", NaN), prefill on the same
+            # pixels; the share of ground truth it covers is reported beside.
+            published = dense > 0
+            if np.any(gt > 0):
+                coverage.append(float(np.count_nonzero(published & (gt > 0)) / np.count_nonzero(gt > 0)))
+            scored = np.where(published, gt, np.float32(0.0))
+            prefill_metrics.add(prefill, scored)
             if network_used:
-                model_metrics.add(dense, gt)
-        # one colour scale for every depth panel of a frame (and of the run): 0..80 m
-        panels = [rgbs.get(stamp, np.zeros(dense.shape + (3,), np.uint8))]
-        panels += [colorize_depth(d, vmin=0.0, vmax=80.0) for d in (sparse, prefill, dense)]
-        save_png(previews / f'frame_{index:03d}.png',
-                 side_by_side(panels, ['RGB', 'sparse (LiDAR)', 'prefill (ip_basic)',
-                                       'dense (LRRU)' if network_used else 'dense (prefill only)'], vertical=True))
+                model_metrics.add(dense, scored)
+        save_png(previews / f'frame_{index:03d}.png', completion_preview(
+            rgbs.get(stamp, np.zeros(dense.shape + (3,), np.uint8)), sparse, prefill, dense,
+            confidence=None if confidence is None else image_to_numpy(confidence), vmax=PREVIEW_MAX_DEPTH_M,
+            dense_label='dense (LRRU)' if network_used else 'dense (prefill only)', sparse_label='sparse input'))
 
     ply_points = 0
     if outputs['points']:
@@ -160,86 +191,197 @@ def analyse(bag: Path, out_bag: Path, out: Path, image_topic: str, gt_topic: str
         'rmse_mm': {'prefill': metric(prefill_metrics, 'rmse_mm'), 'model': metric(model_metrics, 'rmse_mm')},
         'mae_mm': {'prefill': metric(prefill_metrics, 'mae_mm'), 'model': metric(model_metrics, 'mae_mm')},
         'metrics_frames': len(prefill_metrics), 'metrics_max_depth_m': max_depth,
-        'previews': len(outputs['depth']), 'ply_points': ply_points,
+        'output_coverage': round(float(np.mean(coverage)), 3) if coverage else None,
+        'previews': len(outputs['depth']), 'ply_points': ply_points, **trust.summary(),
     }
 
 
-def main(args: argparse.Namespace) -> int:
-    started = time.monotonic()
-    from depth_completion_ros.ros.local_env import configure_local_ros
-    from depth_completion_ros.ros.runtime import DEBUG_TYPES, DIAGNOSTICS_TYPES, OUTPUT_TYPES, find_config, run_graph
+CONFIDENCE_BINS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 
-    out = Path(args.out)
+
+class ValidityReport:
+    """What the node left unknown and how much it trusts the rest, over the demo's frames (summary.json)."""
+
+    def __init__(self) -> None:
+        self.pixels = self.unknown = self.above_top = 0
+        self.histogram = np.zeros(len(CONFIDENCE_BINS) - 1, np.int64)
+        self.checked_columns = False
+
+    def add(self, dense: np.ndarray, sparse: np.ndarray | None, confidence: np.ndarray | None) -> None:
+        valid = dense > 0
+        self.pixels += valid.size
+        self.unknown += int((~valid).sum())
+        if sparse is not None and (sparse > 0).any():
+            from depth_completion_ros.core.validity import column_top_rows
+
+            rows = np.arange(dense.shape[0])[:, None]
+            self.above_top += int((valid & (rows < column_top_rows(sparse)[None, :])).sum())
+            self.checked_columns = True
+        if confidence is not None:
+            self.histogram += np.histogram(confidence[valid], bins=CONFIDENCE_BINS)[0]
+
+    def summary(self) -> dict[str, Any]:
+        total = max(int(self.histogram.sum()), 1)
+        return {
+            'nan_fraction': round(self.unknown / self.pixels, 4) if self.pixels else None,
+            'valid_pixels_above_highest_measurement': self.above_top if self.checked_columns else None,
+            'confidence_histogram': {f'{low:.1f}-{high:.1f}': round(int(count) / total, 4) for low, high, count
+                                     in zip(CONFIDENCE_BINS[:-1], CONFIDENCE_BINS[1:], self.histogram, strict=True)},
+        }
+
+
+def check_inputs(bag: Path, inputs: dict[str, str]) -> None:
+    """Every input topic the node will subscribe to is in the bag, else a one-line user error naming the option."""
+    available = bagio.bag_topics(bag)
+    missing = [topic for topic in inputs.values() if topic not in available]
+    if missing:
+        options = {'image': '--image-topic', 'camera_info': '--camera-info-topic', 'points': '--points-topic',
+                   'depth': '--depth-topic'}
+        fix = ', '.join(options[name] for name, topic in inputs.items() if topic in missing)
+        raise CliError(f'topics not in the bag: {missing} (the bag has {sorted(available)}); name the bag\'s '
+                       f'topics with {fix}')
+
+
+def check_weights(variant: str, weights: str, prefill_only: bool) -> None:
+    """Refuse a variant without weights, as the node does (no silent fallback to the prefill)."""
+    if prefill_only or weights:
+        return
+    from depth_completion_ros.pipeline import resolve_shipped_weights
+
     try:
-        config = find_config(args.config or 'generic')
-        bag = Path(args.bag) if args.bag else sample_bag(
-            Path(args.cache or os.environ.get('XDG_CACHE_HOME', Path.home() / '.cache')) / 'depth_completion_ros',
-            args.frames)
-        if not (bag / 'metadata.yaml').is_file():
-            raise FileNotFoundError(f'not a rosbag2 folder (no metadata.yaml): {bag}')
-    except (FileNotFoundError, ValueError) as exc:
-        print(f'depth-completion demo: error: {exc}', file=sys.stderr)
-        return 2
-    configure_local_ros()  # this process and every child: shared memory only, a private domain
+        resolve_shipped_weights(variant)
+    except ValueError as exc:
+        reason = str(exc).split(';', 1)[0]
+        raise CliError(f'{reason}: pass --weights FILE.safetensors, --variant mini or --prefill-only') from None
 
-    from depth_completion_ros.ros.params import load_params_file
 
-    config_values = load_params_file(config)
-    variant = args.variant or config_values.get('model.variant', 'mini')
-    params: dict[str, object] = {'publish_debug': True, 'model.device': args.device, 'model.variant': variant}
-    note = ''
-    prefill_only = args.prefill_only or bool(config_values.get('prefill_only', False))
-    if not prefill_only and not config_values.get('model.weights'):
-        from depth_completion_ros.model import list_shipped_weights
+def build_summary(result: dict, analysis: dict, bag: Path, out: Path, args: argparse.Namespace,
+                  started: float, image_topic: str | None = None) -> dict:
+    from depth_completion_ros.ros.runtime import first_problem_line
 
-        if not any(w.get('variant') == variant for w in list_shipped_weights()):
-            prefill_only = True
-            note = f'no shipped weights for LRRU-{variant} yet: ran prefill only'
-            print(f'demo: {note}', flush=True)
-    params['prefill_only'] = prefill_only
-
-    params_files = [config]
-    if (bag / bagio.PARAMS_FILE_NAME).is_file():
-        params_files.append(bag / bagio.PARAMS_FILE_NAME)
-    inputs = {'image': args.image_topic, 'camera_info': args.camera_info_topic}
-    if config_values.get('input_mode', 'points') == 'depth':
-        inputs['depth'] = args.depth_topic or '/camera/depth/image_raw'
-    else:
-        inputs['points'] = args.points_topic
-
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    print(f'demo: {bag} -> node ({"prefill only" if prefill_only else "LRRU-" + variant}) -> {out}', flush=True)
-    try:
-        result = run_graph(bag, out / 'output_bag', out / 'logs', params_files=params_files, params=params,
-                           input_topics=inputs, record_topics={**OUTPUT_TYPES, **DEBUG_TYPES, **DIAGNOSTICS_TYPES},
-                           rate=args.rate or 1.0, paced=args.rate is None, play_timeout_s=900.0,
-                           idle_timeout_s=60.0)
-    except RuntimeError as exc:
-        print(f'depth-completion demo: error: {exc}', file=sys.stderr)
-        return 1
-    analysis = analyse(bag, out / 'output_bag', out, args.image_topic, args.gt_topic, not prefill_only,
-                       float(config_values.get('max_range', 100.0)))
-    frames_in = int(result['play_report'].get('published', {}).get(args.image_topic, 0))
-    stats = result['node_stats']
+    frames_in = int(result.get('play_report', {}).get('published', {}).get(image_topic or args.image_topic, 0))
+    stats = result.get('node_stats', {})
     summary = {
         'frames_in': frames_in, 'frames_out': analysis['frames_out'],
         'dropped': frames_in - analysis['frames_out'],
         'latency_ms_p50': analysis['latency_ms_p50'], 'latency_ms_p95': analysis['latency_ms_p95'],
         'processing_ms_p50': analysis['processing_ms_p50'],
         'rmse_mm': analysis['rmse_mm'], 'mae_mm': analysis['mae_mm'], 'metrics_frames': analysis['metrics_frames'],
-        'metrics_max_depth_m': analysis['metrics_max_depth_m'],
+        'metrics_max_depth_m': analysis['metrics_max_depth_m'], 'output_coverage': analysis['output_coverage'],
+        'nan_fraction': analysis['nan_fraction'], 'confidence_histogram': analysis['confidence_histogram'],
+        'valid_pixels_above_highest_measurement': analysis['valid_pixels_above_highest_measurement'],
         'mode': stats.get('mode'), 'device': stats.get('device'),
         'stage_ms_mean': {k.removeprefix('stage_').removesuffix('_ms'): round(v, 1)
                           for k, v in stats.items() if k.startswith('stage_') and isinstance(v, float)},
         'node_dropped': stats.get('dropped'), 'playback': 'paced by output' if args.rate is None else args.rate,
         'bag': str(bag), 'output_bag': str(out / 'output_bag'), 'previews': str(out / 'previews'),
         'ply': str(out / 'cloud.ply') if analysis['ply_points'] else None, 'ply_points': analysis['ply_points'],
-        'node_exit_status': result['node_status'], 'wall_s': round(time.monotonic() - started, 1),
+        'node_exit_status': result.get('node_status'), 'wall_s': round(time.monotonic() - started, 1),
+        'node_first_problem': first_problem_line(result.get('node_log', ''), warnings=True),
+        'player_first_problem': first_problem_line(result.get('player_log', ''), warnings=True),
     }
-    if note:
-        summary['note'] = note
+    return summary
+
+
+def write_outputs(out: Path, summary: dict) -> None:
+    """summary.json, the summary on stdout (not after a failure: the error line matters then) and what went where."""
     (out / 'summary.json').write_text(json.dumps(summary, indent=2))
-    print(json.dumps(summary, indent=2))
-    return 0 if summary['frames_out'] > 0 and result['node_status'] == 0 else 1
+    if 'error' not in summary:
+        print(json.dumps(summary, indent=2))
+    print_written([('summary', out / 'summary.json'), ('previews', out / 'previews'),
+                   ('point cloud', out / 'cloud.ply'), ('output bag', out / 'output_bag'), ('logs', out / 'logs')],
+                  title=f'demo: written under {out}')
+
+
+def main(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    from depth_completion_ros.ros.local_env import configure_local_ros
+    from depth_completion_ros.ros.runtime import (
+        DEBUG_TYPES,
+        DIAGNOSTICS_TYPES,
+        OUTPUT_TYPES,
+        GraphError,
+        GraphInterrupted,
+        find_config,
+        run_graph,
+    )
+
+    out = Path(args.out)
+    config = find_config(args.config or 'generic')
+    if args.bag:
+        bag = Path(args.bag)
+        if not (bag / 'metadata.yaml').is_file():
+            raise CliError(f'not a rosbag2 folder (no metadata.yaml): {bag} (give the bag\'s folder)')
+    else:
+        bag = sample_bag(Path(args.cache or os.environ.get('XDG_CACHE_HOME', Path.home() / '.cache'))
+                         / 'depth_completion_ros', args.frames)
+    configure_local_ros()  # this process and every child: shared memory only, a private domain
+    from depth_completion_ros.ros.shm_hygiene import clean_shm
+
+    leftovers = clean_shm(min_age_s=5.0)  # segments of killed ROS processes hold RAM for good
+    if leftovers.removed:
+        print(f'demo: shm-clean {leftovers.summary()}', flush=True)
+
+    from depth_completion_ros.ros.params import load_params_file
+
+    config_values = load_params_file(config)
+    variant = args.variant or config_values.get('model.variant', 'mini')
+    weights = args.weights or str(config_values.get('model.weights') or '')
+    prefill_only = args.prefill_only or bool(config_values.get('prefill_only', False))
+    params: dict[str, object] = {'publish_debug': True, 'model.device': args.device, 'model.variant': variant,
+                                 'prefill_only': prefill_only}
+    if weights:
+        params['model.weights'] = weights
+
+    params_files = [config]
+    if (bag / bagio.PARAMS_FILE_NAME).is_file():
+        params_files.append(bag / bagio.PARAMS_FILE_NAME)
+    inputs = {'image': args.image_topic, 'camera_info': args.camera_info_topic}
+    played_image_topic = args.image_topic
+    bag_topics = bagio.bag_topics(bag)
+    if args.image_topic not in bag_topics and args.image_topic + '/compressed' in bag_topics:
+        params['image_transport'] = 'compressed'  # a bag of CompressedImage (image_transport's topic name)
+        played_image_topic = args.image_topic + '/compressed'
+    if config_values.get('input_mode', 'points') == 'depth':
+        inputs['depth'] = args.depth_topic or DEFAULT_DEPTH_TOPIC
+    else:
+        inputs['points'] = args.points_topic
+    check_inputs(bag, {**inputs, 'image': played_image_topic})
+    check_weights(variant, weights, prefill_only)
+
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    print(f'demo: {bag} -> node ({"prefill only" if prefill_only else "LRRU-" + variant}) -> {out}', flush=True)
+    bar = progress(total=bag_topics[played_image_topic][1], desc='demo', unit='frame')
+
+    def on_progress(stage: str, frames_done: int) -> None:
+        bar.set_postfix_str(stage, refresh=False)
+        bar.update(max(frames_done - bar.n, 0))
+
+    error: str | None = None
+    interrupted = False
+    try:
+        result = run_graph(bag, out / 'output_bag', out / 'logs', params_files=params_files, params=params,
+                           input_topics=inputs, record_topics={**OUTPUT_TYPES, **DEBUG_TYPES, **DIAGNOSTICS_TYPES},
+                           rate=args.rate or 1.0, paced=args.rate is None, play_timeout_s=900.0,
+                           idle_timeout_s=60.0, on_progress=on_progress)
+    except GraphInterrupted as exc:
+        result, interrupted = exc.result, True
+    except GraphError as exc:
+        result, error = {}, str(exc)
+    finally:
+        bar.close()
+    analysis = analyse(bag, out / 'output_bag', out, played_image_topic, args.gt_topic, not prefill_only,
+                       float(config_values.get('max_range', 100.0)))
+    summary = build_summary(result, analysis, bag, out, args, started, played_image_topic)
+    if error:
+        summary['error'] = error
+    if interrupted:
+        summary['interrupted'] = True
+    write_outputs(out, summary)
+    if error:  # last, where the eye lands; the same line is in summary.json
+        print(f'depth-completion demo: error: {error}', file=sys.stderr, flush=True)
+    if interrupted:
+        raise KeyboardInterrupt  # cli.main: "interrupted", exit 130
+    return 0 if not error and summary['frames_out'] > 0 and result.get('node_status') == 0 else 1

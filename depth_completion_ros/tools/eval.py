@@ -6,9 +6,11 @@ import argparse
 import json
 from pathlib import Path
 
+from depth_completion_ros.tools.common import CliError, print_written, progress
+
 # Default protocol per data kind: RGB-D folders are scored as NYUv2 (500 sampled points), data with LiDAR
 # ground truth as KITTI-DC, everything else by hiding 20 % of the measured points.
-DEFAULT_PROTOCOLS = {'rgbd': 'sample-points:500', 'sevenscenes': 'sample-points:500', 'kitti-dc': 'kitti',
+DEFAULT_PROTOCOLS = {'rgbd': 'sample-points:500', '7scenes': 'sample-points:500', 'kitti-dc': 'kitti',
                      'kitti-dc-gt': 'kitti', 'synthetic:room': 'sample-points:500', 'synthetic:street': 'kitti'}
 
 
@@ -33,18 +35,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--sweep', default=None, metavar='lines=64,32,16|points=50,200,500',
                         help='evaluate at each sparsity level; prints one row per level and writes a plot '
                              '(sweep.png in --save, else ./eval_sweep.png)')
-    parser.add_argument('--device', default='auto')
+    parser.add_argument('--device', default='auto', choices=('auto', 'cpu', 'cuda'),
+                        help='inference device (auto: cuda if available)')
     parser.add_argument('--seed', type=int, default=0, help='seed of point hiding / sampling (per frame: +index)')
-    parser.add_argument('--max-frames', type=int, default=None)
+    parser.add_argument('--max-frames', type=int, default=None, help='evaluate at most this many frames (default: all)')
     parser.add_argument('--synthetic-frames', type=int, default=8, help='frames for synthetic:* data')
     parser.add_argument('--intrinsics', type=float, nargs=4, metavar=('FX', 'FY', 'CX', 'CY'), default=None,
                         help='for rgbd: folders without intrinsics.json')
     parser.add_argument('--depth-scale', type=float, default=None, help='rgbd: stored depth units per metre')
     parser.add_argument('--kitti-split', default='val', help='kitti-dc: split folder (train, val)')
-    parser.add_argument('--image-topic', default=None)
-    parser.add_argument('--info-topic', default=None)
-    parser.add_argument('--points-topic', default=None)
-    parser.add_argument('--depth-topic', default=None)
+    parser.add_argument('--image-topic', default=None, help='bag: camera image topic (default: the bag\'s own)')
+    parser.add_argument('--info-topic', default=None, help='bag: camera_info topic (default: the bag\'s own)')
+    parser.add_argument('--points-topic', default=None, help='bag: PointCloud2 topic (default: the bag\'s own)')
+    parser.add_argument('--depth-topic', default=None, help='bag: depth image topic (rgbd bags)')
     parser.add_argument('--save', default=None, metavar='DIR',
                         help='write per-frame depth and error panels of every method, index.html and metrics.png')
     parser.add_argument('--json', action='store_true', help='print one JSON object (methods, prefill, model, frames)')
@@ -60,8 +63,6 @@ def _json_result(result: dict, per_frame: bool) -> dict:
 
 
 def main(args: argparse.Namespace) -> int:
-    import sys
-
     from depth_completion_ros.data.loaders import open_source
     from depth_completion_ros.training.evaluate import (
         CLASSICAL,
@@ -74,22 +75,24 @@ def main(args: argparse.Namespace) -> int:
         sweep,
     )
 
-    try:
+    try:  # the data, protocol and sweep specs are the user's input: their errors are user errors
         protocol = Protocol.parse(default_protocol(args.data) if args.protocol == 'auto' else args.protocol)
         levels = Sparsity.parse(args.sweep) if args.sweep else None
         peers = tuple(p for p in args.peers.split(',') if p)
         unknown = [p for p in peers if p not in CLASSICAL]
         if unknown:
             raise ValueError(f'unknown peer(s) {", ".join(unknown)}; choose from {", ".join(CLASSICAL)}')
-    except ValueError as error:
-        print(f'depth-completion eval: {error}', file=sys.stderr)
-        return 2
-    bag_options = {k: v for k, v in (('image_topic', args.image_topic), ('info_topic', args.info_topic),
-                                     ('points_topic', args.points_topic), ('depth_topic', args.depth_topic)) if v}
-    source = open_source(args.data, intrinsics=args.intrinsics, depth_scale=args.depth_scale,
-                         synthetic_count=args.synthetic_frames, kitti_split=args.kitti_split, **bag_options)
+        bag_options = {k: v for k, v in (('image_topic', args.image_topic), ('info_topic', args.info_topic),
+                                         ('points_topic', args.points_topic), ('depth_topic', args.depth_topic))
+                       if v}
+        source = open_source(args.data, intrinsics=args.intrinsics, depth_scale=args.depth_scale,
+                             synthetic_count=args.synthetic_frames, kitti_split=args.kitti_split, **bag_options)
+    except ValueError as exc:
+        raise CliError(f'{exc} (see `depth-completion eval --help` for --data, --protocol, --sweep, --peers)') \
+            from None
     options = dict(weights=args.weights, variant=args.variant, device=args.device, seed=args.seed,
-                   max_frames=args.max_frames, save_dir=args.save, peers=peers)
+                   max_frames=args.max_frames, save_dir=args.save, peers=peers,
+                   progress=lambda frames: progress(frames, desc='eval'))
     if levels is not None:
         results = sweep(source, protocol, levels, **options)
         plot_path = Path(args.save) / 'sweep.png' if args.save else Path('eval_sweep.png')
@@ -99,7 +102,7 @@ def main(args: argparse.Namespace) -> int:
                               'levels': [_json_result(r, args.per_frame) for r in results]}))
         else:
             print(format_sweep(results))
-            print(f'plot: {plot_path}')
+            print_written([('sweep plot', str(plot_path))] + ([('panels per level', args.save)] if args.save else []))
         return 0
     result = evaluate(source, protocol, **options)
     if args.json:
@@ -111,4 +114,6 @@ def main(args: argparse.Namespace) -> int:
             scores = ', '.join(f'{k} {v:.1f}' for k, v in row['rmse_mm'].items())
             print(f'  {row["name"]}: RMSE mm {scores} ({row["scored_pixels"]} scored, {row["input_points"]} input '
                   'points)')
+    if args.save:
+        print_written([('panels, index.html and metrics.png', args.save)])
     return 0

@@ -6,7 +6,8 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument('--kind', choices=('street', 'room', 'both'), default='both')
+    parser.add_argument('--kind', choices=('street', 'room', 'both'), default='both',
+                        help='street (camera + LiDAR) and/or room (Kinect-like) scenes')
     parser.add_argument('--count', type=int, default=4, help='scenes per kind')
     parser.add_argument('--seed', type=int, default=0, help='first scene seed')
     parser.add_argument('--out', default='runs/preview', help='output folder')
@@ -21,9 +22,8 @@ def _size(text: str) -> tuple[int, int]:
 
 def main(args: argparse.Namespace) -> int:
     import numpy as np
-    from scipy.ndimage import grey_dilation
 
-    from depth_completion_ros.core.visualize import colorize_depth, save_png, side_by_side
+    from depth_completion_ros.core.visualize import colorize_depth, colour_bar, dilate_points, save_png, side_by_side
     from depth_completion_ros.data.synthetic import room_frame, street_frame
 
     out = Path(args.out)
@@ -35,14 +35,13 @@ def main(args: argparse.Namespace) -> int:
             frame = make(seed, width=size[0], height=size[1])
             valid = frame.gt_depth[frame.gt_depth > 0]
             vmax = float(np.percentile(valid, 95)) if valid.size else 1.0
-            # LiDAR points are single pixels: dilate (nearest wins, via the max of -depth) only for display.
-            sensor = frame.sparse
-            if kind == 'street':
-                shown = -grey_dilation(np.where(sensor > 0, -sensor, -np.inf), size=(2, 2))
-                sensor = np.where(np.isfinite(shown), shown, 0.0).astype(np.float32)
+            # LiDAR points are single pixels: enlarged (nearest wins) for display only.
+            sensor = dilate_points(frame.sparse, 3) if kind == 'street' else frame.sparse
             panels = [frame.rgb, colorize_depth(frame.gt_depth, 0.0, vmax), colorize_depth(sensor, 0.0, vmax)]
-            labels = ['rgb', 'ground truth (m)', 'LiDAR' if kind == 'street' else 'Kinect']
+            labels = ['rgb', 'ground truth (m)', 'LiDAR (dots enlarged)' if kind == 'street' else 'Kinect']
             panel = side_by_side(panels, labels, vertical=True)
+            panel = side_by_side([panel, colour_bar(panel.shape[1], 0.0, round(vmax, 1), open_ended=False)],
+                                 vertical=True)
             path = save_png(out / f'{kind}_{seed:04d}.png', panel)
             print(path)
     return 0

@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--epoch-size', type=int, default=1000, help='items per epoch for --epochs')
     parser.add_argument('--lr', type=float, default=1e-3, help='AdamW learning rate (LRRU: 1e-3)')
     parser.add_argument('--weight-decay', type=float, default=0.05, help='AdamW weight decay (LRRU: 0.05)')
-    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--seed', type=int, default=0, help='seed of initialisation, data order and point hiding')
     parser.add_argument('--workers', type=int, default=2, help='DataLoader worker processes')
     parser.add_argument('--no-amp', action='store_true', help='disable float16 autocast on CUDA')
     parser.add_argument('--no-augment', action='store_true', help='no flip / colour jitter / rotation')
@@ -37,8 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--zero-updates', action='store_true',
                         help='with --init-weights: zero the update heads so training starts at the prefill '
                              '(keeps the learned features; use when changing --prefill)')
-    parser.add_argument('--checkpoint-every', type=int, default=200)
-    parser.add_argument('--log-every', type=int, default=10)
+    parser.add_argument('--checkpoint-every', type=int, default=200,
+                        help='save a checkpoint (and a weights snapshot OUT/lrru_<variant>_step<N>) every N steps')
+    parser.add_argument('--log-every', type=int, default=10, help='print the loss every N steps')
     parser.add_argument('--rgbd-intrinsics', type=float, nargs=4, metavar=('FX', 'FY', 'CX', 'CY'), default=None,
                         help='intrinsics for rgbd: folders without intrinsics.json')
     parser.add_argument('--rgbd-depth-scale', type=float, default=None, help='stored depth units per metre')

@@ -20,6 +20,7 @@ is simulated with that many rings), ``points=50,200,500`` feeds that many sample
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -122,11 +123,13 @@ def classical_fill(sparse: np.ndarray, method: str) -> np.ndarray:
 def evaluate(source: Any, protocol: Protocol, weights: str | Path | None = 'lrru_mini', variant: str | None = None,
              device: str = 'auto', seed: int = 0, max_frames: int | None = None,
              save_dir: str | Path | None = None, sparsity: tuple[str, int] | None = None,
-             peers: tuple[str, ...] = CLASSICAL) -> dict[str, Any]:
+             peers: tuple[str, ...] = CLASSICAL,
+             progress: Callable[[range], Iterable[int]] | None = None) -> dict[str, Any]:
     """Runs every frame of ``source``; returns ``{'methods': {name: metrics}, 'prefill_method', 'prefill': metrics,
     'model': metrics, 'frames': N, 'protocol', 'sparsity', 'per_frame': [...]}`` (metrics = core.metrics keys,
     averaged over frames). ``methods`` holds ``network`` and every classical method of ``peers`` plus the
-    network's prefill; all are scored on the same pixels of the same inputs."""
+    network's prefill; all are scored on the same pixels of the same inputs. ``progress`` wraps the frame
+    indices (the CLI passes a tqdm bar)."""
     from depth_completion_ros.core.metrics import MetricAccumulator
     from depth_completion_ros.model import DepthCompleter
     from depth_completion_ros.model.weights import read_metadata, resolve_weights
@@ -142,7 +145,7 @@ def evaluate(source: Any, protocol: Protocol, weights: str | Path | None = 'lrru
     accumulators = {name: MetricAccumulator() for name in methods}
     per_frame = []
     count = len(source) if max_frames is None else min(len(source), max_frames)
-    for index in range(count):
+    for index in (progress or iter)(range(count)):
         sample, sparse_in, target = protocol_inputs(source[index], protocol, seed + index, sparsity)
         if protocol.name == 'holdout-points' and np.any((sparse_in > 0) & (target > 0)):
             raise AssertionError('holdout protocol would score a point that was fed to the network')

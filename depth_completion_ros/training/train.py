@@ -168,8 +168,9 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
     from tqdm import tqdm
 
     from depth_completion_ros.core.prefill import check_prefill_method, prefill
-    from depth_completion_ros.data.datasets import MixedDepthDataset, parse_mix
+    from depth_completion_ros.data.datasets import parse_mix
     from depth_completion_ros.model import build_model, load_model, lrru_loss, save_weights
+    from depth_completion_ros.training.mix import SparsityMixDataset
 
     check_prefill_method(config.prefill)
     rank, local_rank, world = _setup_distributed()
@@ -204,7 +205,7 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
             model, device_ids=[local_rank] if device.type == 'cuda' else None)
 
     per_step = config.batch * world
-    dataset = MixedDepthDataset(parse_mix(config.data), config.crop, config.iterations * per_step, seed=config.seed,
+    dataset = SparsityMixDataset(parse_mix(config.data), config.crop, config.iterations * per_step, seed=config.seed,
                                 augment=config.augment, rgbd_intrinsics=config.rgbd_intrinsics,
                                 rgbd_depth_scale=config.rgbd_depth_scale)
     remaining = Subset(dataset, range(start_step * per_step, len(dataset)))   # resume = skip consumed items
