@@ -49,6 +49,8 @@ def read_sevenscenes_depth(path: Path) -> np.ndarray:
 class SevenScenesFolder:
     """Frames of one 7-Scenes sequence folder (or its parent holding ``data/``)."""
 
+    depth_camera = True   # sparse and gt are the same dense sensor map: training samples points from it
+
     def __init__(self, root: str | Path, frames: FrameSelection | None = None, register: bool = True,
                  colour_intrinsics: tuple[float, float, float, float] = KINECT_V1_COLOUR_INTRINSICS,
                  depth_in_colour_m: tuple[float, float, float] = DEPTH_IN_COLOUR_M) -> None:
