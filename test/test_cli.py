@@ -65,6 +65,25 @@ def test_demo_bag_without_the_topics_fails_fast_naming_the_option(tiny_bag: Path
     assert elapsed < 15.0, elapsed                # no node/recorder start-up wait (was 16-23 s)
 
 
+@pytest.mark.ros
+def test_demo_surfaces_the_nodes_first_error_line_in_its_output_and_summary(tiny_bag: Path, tmp_path: Path,
+                                                                            capsys) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip('needs a machine without CUDA: the node must refuse --device cuda')
+    start = time.monotonic()
+    status, out, err = run_cli(['demo', '--bag', str(tiny_bag), '--out', str(tmp_path / 'o'), '--device', 'cuda'],
+                               capsys)
+    assert status == 1 and time.monotonic() - start < 60
+    last = [line for line in err.splitlines() if line.strip() and '%|' not in line][-1]
+    assert last.startswith('depth-completion demo: error: node did not become ready (exit 2): '
+                           'depth_completion_node: error: model: device cuda requested'), last
+    summary = json.loads((tmp_path / 'o' / 'summary.json').read_text())
+    assert summary['error'] == last.removeprefix('depth-completion demo: error: ')
+    assert summary['frames_out'] == 0 and 'demo: written under' in out and 'Traceback' not in out + err
+
+
 def test_demo_refuses_a_variant_without_weights_like_the_node(tiny_bag: Path, tmp_path: Path, capsys) -> None:
     status, _out, err = run_cli(['demo', '--bag', str(tiny_bag), '--out', str(tmp_path / 'o'), '--variant', 'base'],
                                 capsys)
@@ -121,11 +140,12 @@ def test_eval_wrong_kind_wrong_folder_and_bad_protocol(tmp_path: Path, capsys) -
 
 
 def test_a_user_error_in_a_real_process_has_no_traceback(tmp_path: Path) -> None:
-    out = subprocess.run([*CLI, 'export', '--out', str(tmp_path / 'm.onnx'), '--weights', 'lrru_nope'],
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run([*CLI, 'make-bag', '--from', 'kitti-object:' + str(tmp_path / 'none'), '--out',
+                          str(tmp_path / 'b')], capture_output=True, text=True, timeout=120)
     assert out.returncode == 2
     assert 'Traceback' not in out.stderr + out.stdout
-    assert out.stderr.strip().splitlines()[-1].startswith('depth-completion export: error: ')
+    assert out.stderr.strip().splitlines() == [f'depth-completion make-bag: error: no KITTI frames (image_2/*.png + '
+                                               f'velodyne/*.bin + calib/*.txt) under {tmp_path / "none"}']
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -221,7 +241,7 @@ def test_every_option_has_help_and_no_default_is_repeated_or_none() -> None:
             if not action.help:
                 missing.append(f'{name} {action.option_strings or action.dest}')
             shown = cli.HelpFormatter(name)._get_help_string(action) % {'default': action.default}
-            if shown.lower().count('default') > 1 or '(default: None)' in shown or '(default: False)' in shown:
+            if shown.lower().count('default') > 1 or any(f'(default: {v})' in shown for v in ('None', 'False', '[]')):
                 repeated.append(f'{name} {action.option_strings}: {shown}')
         assert '(default: None)' not in parser.format_help()
     assert not missing, missing
