@@ -73,12 +73,13 @@ class DepthCompletionPipeline:
 
     def __init__(self, settings: PipelineSettings | None = None, variant: str = 'mini', weights: str = '',
                  device: str = 'auto', precision: str = 'fp32',
-                 completer_factory: CompleterFactory | None = None) -> None:
+                 completer_factory: CompleterFactory | None = None, compile_model: bool = False) -> None:
         self.settings = settings or PipelineSettings()
         self.variant = variant
         self.weights = weights
         self.device = device
         self.precision = precision
+        self.compile_model = compile_model
         self._factory = completer_factory or self._default_factory
         self._prefill_completer: Any = None
         self._network_completer: Any = None
@@ -93,7 +94,8 @@ class DepthCompletionPipeline:
 
         weights = None if prefill_only else (self.weights or resolve_shipped_weights(self.variant))
         return DepthCompleter(variant=self.variant, weights=weights, device=self.device,
-                              precision=self.precision, prefill_only=prefill_only)
+                              precision=self.precision, prefill_only=prefill_only,
+                              compile_model=self.compile_model and not prefill_only)
 
     def ensure_network(self) -> None:
         """Load the network now (raises the model's error, e.g. WeightsError, when that is impossible)."""

@@ -116,9 +116,12 @@ def bench_network(variant: str, height: int, width: int, device: torch.device, r
     row: dict[str, Any] = {'variant': variant, 'size': f'{height}x{width}', 'device': device.type,
                            'precision': precision, 'channels_last': channels_last, 'compile': compiled,
                            'fused': fused}
+    start = time.perf_counter()
+    forward()                    # first call: lazy initialisation, cuDNN autotuning, torch.compile
     if device.type == 'cuda':
-        forward()
         torch.cuda.synchronize(device)
+    row['first_call_s'] = round(time.perf_counter() - start, 2)
+    if device.type == 'cuda':
         torch.cuda.reset_peak_memory_stats(device)
         times = _timed(forward, runs, device)
         row['peak_mem_mb'] = torch.cuda.max_memory_allocated(device) / 2 ** 20
