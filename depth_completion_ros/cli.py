@@ -38,12 +38,14 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """Adds ``(default: X)`` only where the help text does not already speak of its default and a default
-    exists (no "(default: None)", no "(default: False)" for flags)."""
+    exists (no "(default: None)", "(default: False)" or "(default: [])")."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ''
-        if 'default' in text.lower() or action.required or action.default in (None, False, argparse.SUPPRESS) \
-                or action.option_strings == [] and action.nargs in ('*', '+', argparse.REMAINDER):
+        default = action.default
+        nothing = default is None or default is False or (isinstance(default, (str, list, tuple)) and not default) \
+            or default == argparse.SUPPRESS
+        if 'default' in text.lower() or action.required or nothing or not action.option_strings:
             return text
         return f'{text} (default: %(default)s)' if text else '(default: %(default)s)'
 

@@ -3,14 +3,20 @@
     ros2 launch depth_completion_ros depth_completion.launch.py
     ros2 launch depth_completion_ros depth_completion.launch.py bag:=/path/to/bag config:=kitti_hdl64
     ros2 launch depth_completion_ros depth_completion.launch.py image:=/cam/image_raw points:=/velodyne_points
+    ros2 launch depth_completion_ros depth_completion.launch.py rviz:=false     # headless robot
 
 Bags made with `depth-completion make-bag` carry their extrinsics in <bag>/depth_completion_params.yaml; that file
 is added automatically when it exists (TF from /tf_static is used too when tf2_ros is installed).
+
+Start-up order: the node needs seconds (torch import, model warm-up) before it listens, so `ros2 bag play`
+starts only when the node prints its `ready:` line (an event handler on the node's output); with
+`play_delay:=<s>` it starts after that many seconds instead (for a node whose output is not captured).
 """
 import os
 
-from launch.actions import DeclareLaunchArgument, ExecuteProcess, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, ExecuteProcess, OpaqueFunction, RegisterEventHandler, TimerAction
 from launch.conditions import IfCondition
+from launch.event_handlers import OnProcessIO
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
@@ -34,22 +40,42 @@ def _nodes(context, *args, **kwargs):
     prefill_only = LaunchConfiguration('prefill_only').perform(context)
     if prefill_only:
         overrides['prefill_only'] = prefill_only.lower() == 'true'
-    actions = [Node(
+    publish_debug = (LaunchConfiguration('publish_debug').perform(context)
+                     or LaunchConfiguration('rviz').perform(context))
+    overrides['publish_debug'] = publish_debug.lower() == 'true'  # default: on exactly when RViz shows them
+    node = Node(
         package=PACKAGE, executable='depth_completion_node', name='depth_completion', output='screen',
         parameters=[*params_files, overrides],
         remappings=[(topic, LaunchConfiguration(argument).perform(context)) for topic, argument in (
             ('image', 'image'), ('camera_info', 'camera_info'), ('points', 'points'), ('depth', 'depth'),
             ('depth/camera_info', 'depth_camera_info'))],
-    )]
+    )
+    actions = [node]
     if bag:
         # ros2 bag play --clock publishes /clock; every node (RViz included) runs on sim time.
-        actions.append(ExecuteProcess(cmd=['ros2', 'bag', 'play', bag, '--clock', '--rate',
-                                           LaunchConfiguration('rate').perform(context)]
-                                      + (['--loop'] if LaunchConfiguration('loop').perform(context) == 'true' else []),
-                                      output='screen'))
+        play = ExecuteProcess(cmd=['ros2', 'bag', 'play', bag, '--clock', '--rate',
+                                   LaunchConfiguration('rate').perform(context)]
+                              + (['--loop'] if LaunchConfiguration('loop').perform(context) == 'true' else []),
+                              output='screen')
+        delay = float(LaunchConfiguration('play_delay').perform(context) or 0.0)
+        if delay > 0:
+            actions.append(TimerAction(period=delay, actions=[play]))
+        else:
+            started = []
+
+            def start_when_ready(event):
+                # the node logs "ready: ..." once its subscriptions exist; start the bag once, then
+                if b'ready:' in event.text and not started:
+                    started.append(True)
+                    return [play]
+                return None
+
+            actions.append(RegisterEventHandler(OnProcessIO(target_action=node, on_stdout=start_when_ready,
+                                                            on_stderr=start_when_ready)))
     actions.append(Node(
         package='rviz2', executable='rviz2', name='rviz2', output='screen',
-        arguments=['-d', os.path.join(share, 'rviz', 'depth_completion.rviz')],
+        arguments=['-d', os.path.join(share, 'rviz', 'depth_completion.rviz'),
+                   '--fixed-frame', LaunchConfiguration('fixed_frame').perform(context)],
         parameters=[{'use_sim_time': use_sim_time}],
         condition=IfCondition(LaunchConfiguration('rviz')),
     ))
@@ -63,7 +89,16 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument('bag', default_value='', description='rosbag2 to play with --clock (optional)'),
         DeclareLaunchArgument('rate', default_value='1.0', description='bag playback rate'),
         DeclareLaunchArgument('loop', default_value='false', description='loop the bag'),
-        DeclareLaunchArgument('rviz', default_value='true', description='open RViz with the shipped config'),
+        DeclareLaunchArgument('rviz', default_value='true',
+                              description='open RViz with the shipped config (rviz:=false on a headless robot)'),
+        DeclareLaunchArgument('fixed_frame', default_value='camera_optical_frame',
+                              description="RViz fixed frame (e.g. base_link or map when TF connects the camera)"),
+        DeclareLaunchArgument('publish_debug', default_value='',
+                              description='debug images: sparse, prefill, colourised depth and confidence '
+                                          '(default: same as rviz, which shows the colourised ones)'),
+        DeclareLaunchArgument('play_delay', default_value='0',
+                              description='> 0: start the bag this many seconds after launch instead of when the '
+                                          'node says it is ready'),
         DeclareLaunchArgument('use_sim_time', default_value='false', description='forced true when bag is set'),
         DeclareLaunchArgument('prefill_only', default_value='', description='true: no network (ip_basic only)'),
         DeclareLaunchArgument('image', default_value='/camera/image_raw'),

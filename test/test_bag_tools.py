@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -104,3 +105,80 @@ def test_play_record_roundtrip_is_byte_exact_with_loop_remap_and_clock(small_bag
     clock = [m.clock.sec * 10**9 + m.clock.nanosec for _r, m in bagio.read_messages(out, ['/clock'])]
     first_stamp = next(bagio.read_raw(small_bag, [bagio.IMAGE_TOPIC])).log_time_ns
     assert clock and min(clock) >= first_stamp - 1 and max(clock) <= first_stamp + 300_000_000
+
+
+def test_tf_static_is_recorded_with_transient_local_offered_qos(small_bag: Path) -> None:
+    assert bagio.latched_topics(small_bag) == {bagio.TF_STATIC_TOPIC}  # what `ros2 bag record` stores
+    metadata = yaml.safe_load((small_bag / 'metadata.yaml').read_text())['rosbag2_bagfile_information']
+    tf_entry = next(t['topic_metadata'] for t in metadata['topics_with_message_count']
+                    if t['topic_metadata']['name'] == bagio.TF_STATIC_TOPIC)
+    (profile,) = tf_entry['offered_qos_profiles']
+    assert (profile['durability'], profile['reliability'], profile['history'], profile['depth']) == (
+        'transient_local', 'reliable', 'keep_last', 1)
+
+
+def test_rgbd_bag_from_real_kinect_frames(nyu_dir: Path, tmp_path: Path) -> None:
+    from PIL import Image as PILImage
+
+    report = make_bag(f'rgbd:{nyu_dir}', tmp_path / 'kinect', intrinsics=[518.0, 519.0, 325.5, 253.5])
+    assert report['frames'] == 5
+    topics = bagio.bag_topics(tmp_path / 'kinect')
+    for topic, msgtype in ((bagio.IMAGE_TOPIC, bagio.IMAGE_TYPE), (bagio.CAMERA_INFO_TOPIC, bagio.CAMERA_INFO_TYPE),
+                           (bagio.DEPTH_TOPIC, bagio.IMAGE_TYPE),
+                           (bagio.DEPTH_CAMERA_INFO_TOPIC, bagio.CAMERA_INFO_TYPE)):
+        assert topics[topic] == (msgtype, 5)
+    assert bagio.POINTS_TOPIC not in topics and not (tmp_path / 'kinect' / bagio.PARAMS_FILE_NAME).exists()
+    depth_msg = next(m for _r, m in bagio.read_messages(tmp_path / 'kinect', [bagio.DEPTH_TOPIC]))
+    info = next(m for _r, m in bagio.read_messages(tmp_path / 'kinect', [bagio.CAMERA_INFO_TOPIC]))
+    assert depth_msg.encoding == '16UC1' and (depth_msg.width, depth_msg.height) == (640, 480)
+    original = np.asarray(PILImage.open(nyu_dir / 'depth' / '1.pgm')).astype(np.uint16)
+    np.testing.assert_array_equal(np.frombuffer(depth_msg.data.tobytes(), np.uint16).reshape(480, 640), original)
+    assert (info.k[0], info.k[2], info.k[5]) == (518.0, 325.5, 253.5)
+
+
+@pytest.mark.parametrize('encoding', ['jpeg', 'yuv422', 'bayer_grbg8'])
+def test_make_bag_image_encodings(small_bag: Path, tmp_path: Path, encoding: str) -> None:
+    from depth_completion_ros.core.conversions import image_to_rgb
+
+    make_bag('synthetic', tmp_path / encoding, frames=2, width=160, height=48, seed=5, image_encoding=encoding)
+    topic = bagio.IMAGE_TOPIC + ('/compressed' if encoding == 'jpeg' else '')
+    assert topic in bagio.bag_topics(tmp_path / encoding)
+    original = next(m for _r, m in bagio.read_messages(small_bag, [bagio.IMAGE_TOPIC]))
+    stored = next(m for _r, m in bagio.read_messages(tmp_path / encoding, [topic]))
+    assert getattr(stored, 'encoding', 'jpeg') == encoding or encoding == 'jpeg'
+    difference = np.abs(image_to_rgb(stored).astype(int) - image_to_rgb(original).astype(int)).mean()
+    assert difference < 8.0, difference
+
+
+@pytest.mark.ros
+def test_play_offers_latched_topics_transient_local_so_late_subscribers_get_them(tmp_path: Path) -> None:
+    import rclpy
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+    from std_msgs.msg import String
+
+    bag = tmp_path / 'latched'
+    string_cls = bagio.bag_class('std_msgs/msg/String')
+    with bagio.BagWriter(bag) as writer:
+        writer.write('/note', 'std_msgs/msg/String', 1_000_000_000, string_cls(data='static'), latched=True)
+        writer.write('/ticks', 'std_msgs/msg/String', 1_000_000_000, string_cls(data='0'))
+        writer.write('/ticks', 'std_msgs/msg/String', 4_000_000_000, string_cls(data='3'))  # keeps play alive 3 s
+    player = RosProcess('play', module_args('depth_completion_ros.cli', 'play', str(bag)), tmp_path / 'play.log')
+    if not rclpy.ok():
+        rclpy.init()
+    node = rclpy.create_node('late_listener')
+    try:
+        time.sleep(1.5)  # the latched message went out before anyone listened
+        assert player.returncode is None, player.output()
+        received: dict[str, list[str]] = {'transient_local': [], 'volatile': []}
+        for name, durability in (('transient_local', DurabilityPolicy.TRANSIENT_LOCAL),
+                                 ('volatile', DurabilityPolicy.VOLATILE)):
+            profile = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=durability)
+            node.create_subscription(String, '/note', lambda msg, key=name: received[key].append(msg.data), profile)
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline and not received['transient_local']:
+            rclpy.spin_once(node, timeout_sec=0.1)
+        assert received['transient_local'] == ['static']
+        assert received['volatile'] == []  # a volatile subscriber cannot get it: it was transient local
+    finally:
+        node.destroy_node()
+        player.stop()

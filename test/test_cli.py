@@ -65,6 +65,25 @@ def test_demo_bag_without_the_topics_fails_fast_naming_the_option(tiny_bag: Path
     assert elapsed < 15.0, elapsed                # no node/recorder start-up wait (was 16-23 s)
 
 
+@pytest.mark.ros
+def test_demo_surfaces_the_nodes_first_error_line_in_its_output_and_summary(tiny_bag: Path, tmp_path: Path,
+                                                                            capsys) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip('needs a machine without CUDA: the node must refuse --device cuda')
+    start = time.monotonic()
+    status, out, err = run_cli(['demo', '--bag', str(tiny_bag), '--out', str(tmp_path / 'o'), '--device', 'cuda'],
+                               capsys)
+    assert status == 1 and time.monotonic() - start < 60
+    last = [line for line in err.splitlines() if line.strip() and '%|' not in line][-1]
+    assert last.startswith('depth-completion demo: error: node did not become ready (exit 2): '
+                           'depth_completion_node: error: model: device cuda requested'), last
+    summary = json.loads((tmp_path / 'o' / 'summary.json').read_text())
+    assert summary['error'] == last.removeprefix('depth-completion demo: error: ')
+    assert summary['frames_out'] == 0 and 'demo: written under' in out and 'Traceback' not in out + err
+
+
 def test_demo_refuses_a_variant_without_weights_like_the_node(tiny_bag: Path, tmp_path: Path, capsys) -> None:
     status, _out, err = run_cli(['demo', '--bag', str(tiny_bag), '--out', str(tmp_path / 'o'), '--variant', 'base'],
                                 capsys)
@@ -121,11 +140,12 @@ def test_eval_wrong_kind_wrong_folder_and_bad_protocol(tmp_path: Path, capsys) -
 
 
 def test_a_user_error_in_a_real_process_has_no_traceback(tmp_path: Path) -> None:
-    out = subprocess.run([*CLI, 'export', '--out', str(tmp_path / 'm.onnx'), '--weights', 'lrru_nope'],
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run([*CLI, 'make-bag', '--from', 'kitti-object:' + str(tmp_path / 'none'), '--out',
+                          str(tmp_path / 'b')], capture_output=True, text=True, timeout=120)
     assert out.returncode == 2
     assert 'Traceback' not in out.stderr + out.stdout
-    assert out.stderr.strip().splitlines()[-1].startswith('depth-completion export: error: ')
+    assert out.stderr.strip().splitlines() == [f'depth-completion make-bag: error: no KITTI frames (image_2/*.png + '
+                                               f'velodyne/*.bin + calib/*.txt) under {tmp_path / "none"}']
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -164,8 +184,17 @@ def test_demo_ctrl_c_exits_130_with_summary_and_previews_of_the_frames_so_far(ti
     summary = json.loads((out / 'summary.json').read_text())
     assert summary['interrupted'] is True
     assert 2 <= summary['frames_out'] < 5
-    assert len(list((out / 'previews').glob('frame_*.png'))) == summary['frames_out']
-    assert 'demo: written under' in result.stdout
+    previews = sorted((out / 'previews').glob('frame_*.png'))
+    assert len(previews) == summary['frames_out']
+    from PIL import Image
+
+    with Image.open(previews[0]) as image:   # RGB, sparse, prefill, dense (+ confidence) of 96 rows, colour bar
+        assert image.width == 320 and image.height > 4 * 96 + 30
+    # metrics of the frames done, against the bag's ground truth, on the pixels the node published
+    assert summary['metrics_frames'] == summary['frames_out'] and summary['rmse_mm']['prefill'] > 0
+    assert 0.0 < summary['output_coverage'] <= 1.0
+    assert summary['node_first_problem'] is None, summary['node_first_problem']
+    assert 'demo: written under' in result.stdout and 'summary.json' in result.stdout
     for log in (out / 'logs').glob('*.log'):
         text = log.read_text()
         assert 'Traceback' not in text and 'context is invalid' not in text, (log.name, text[-2000:])
@@ -212,7 +241,7 @@ def test_every_option_has_help_and_no_default_is_repeated_or_none() -> None:
             if not action.help:
                 missing.append(f'{name} {action.option_strings or action.dest}')
             shown = cli.HelpFormatter(name)._get_help_string(action) % {'default': action.default}
-            if shown.lower().count('default') > 1 or '(default: None)' in shown or '(default: False)' in shown:
+            if shown.lower().count('default') > 1 or any(f'(default: {v})' in shown for v in ('None', 'False', '[]')):
                 repeated.append(f'{name} {action.option_strings}: {shown}')
         assert '(default: None)' not in parser.format_help()
     assert not missing, missing
@@ -255,3 +284,19 @@ def test_preview_has_a_colour_bar_in_metres_dilated_dots_and_an_optional_confide
     with_confidence = completion_preview(rgb, sparse, dense, dense, confidence=np.full((40, 200), 0.5), vmax=80.0)
     assert with_confidence.shape[0] > without.shape[0] + 40   # one more panel and one more bar
     assert without.shape[1] == 200 and without.shape[0] >= 4 * 40 + bar.shape[0]
+
+
+def test_first_problem_line_finds_the_reason_in_real_log_shapes() -> None:
+    from depth_completion_ros.ros.runtime import first_problem_line
+
+    node_log = ('[INFO] [1796116206.907871807] [depth_completion]: ready: input_mode=points\n'
+                '[WARN] [1796116207.100000000] [depth_completion]: frame dropped: no camera_info for frame x\n')
+    assert first_problem_line(node_log) is None
+    assert first_problem_line(node_log, warnings=True) == \
+        '[WARN] [depth_completion]: frame dropped: no camera_info for frame x'
+    player_log = ("play: skipping /tf_static (tf2_msgs/msg/TFMessage: ...)\n"
+                  "depth-completion play: error: topics not in the bag: ['/x'] (the bag has ['/y'])\n")
+    assert first_problem_line(player_log) == \
+        "depth-completion play: error: topics not in the bag: ['/x'] (the bag has ['/y'])"
+    crash = 'Traceback (most recent call last):\n  File "a.py", line 1, in <module>\nRuntimeError: boom\n'
+    assert first_problem_line(crash) == 'RuntimeError: boom'

@@ -41,7 +41,7 @@ def test_colcon_build_installs_executables_launch_config_rviz_and_marker(tmp_pat
     for executable in ('depth_completion_node', 'depth-completion'):
         assert (install / 'lib' / PACKAGE / executable).is_file(), executable
     share = install / 'share' / PACKAGE
-    assert (share / 'package.xml').is_file()
+    assert (share / 'package.xml').is_file() and (share / 'LICENSE').is_file()
     assert (share / 'launch' / 'depth_completion.launch.py').is_file()
     assert {p.name for p in (share / 'config').glob('*.yaml')} >= {'kitti_hdl64.yaml', 'rgbd_camera.yaml',
                                                                   'generic.yaml'}

@@ -53,6 +53,22 @@ def test_rviz_config_shows_image_depth_and_cloud_with_matching_qos() -> None:
     assert any(d['Class'] == 'rviz_default_plugins/Image' and d['Topic']['Value'] == '/depth_completion/depth'
                for d in displays.values())
     assert config['Visualization Manager']['Global Options']['Fixed Frame'] == 'camera_optical_frame'
+    enabled = {d['Topic']['Value'] for d in displays.values() if d.get('Enabled') and 'Topic' in d}
+    # out of the box (no publish_debug needed): the depth, its confidence and the cloud
+    assert {'/depth_completion/depth', '/depth_completion/confidence', '/depth_completion/points'} <= enabled
+    confidence = next(d for d in displays.values()
+                      if d.get('Topic', {}).get('Value') == '/depth_completion/confidence')
+    assert (confidence['Min Value'], confidence['Max Value'], confidence['Normalize Range']) == (0, 1, False)
+
+
+def test_launch_file_starts_the_bag_when_the_node_is_ready_and_has_the_rviz_arguments() -> None:
+    source = LAUNCH_FILE.read_text()
+    tree = ast.parse(source)
+    declared = {node.args[0].value for node in ast.walk(tree) if isinstance(node, ast.Call)
+                and getattr(node.func, 'id', '') == 'DeclareLaunchArgument'}
+    assert {'fixed_frame', 'publish_debug', 'rviz', 'play_delay'} <= declared
+    assert 'OnProcessIO' in source and "b'ready:'" in source and 'TimerAction' in source
+    assert "'--fixed-frame'" in source
 
 
 @pytest.mark.ros

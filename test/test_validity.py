@@ -143,3 +143,21 @@ def test_real_kitti_frame_has_no_valid_pixel_above_the_highest_lidar_return(kitt
     assert 0.3 < np.median(output.confidence[between]) < 0.99
     assert output.cloud_xyz is not None
     assert np.array_equal(np.isfinite(output.cloud_xyz[..., 2]), valid)  # the cloud keeps only valid points
+
+
+def test_demo_summary_reports_unknown_fraction_columns_and_confidence_histogram(kitti_output) -> None:
+    from depth_completion_ros.tools.demo import ValidityReport
+
+    _frame, output = kitti_output
+    report = ValidityReport()
+    report.add(output.depth, output.sparse, output.confidence)
+    leaky = output.prefill.copy()  # the raw fill: it has depth above the top beam
+    report_leaky = ValidityReport()
+    report_leaky.add(leaky, output.sparse, None)
+    summary, summary_leaky = report.summary(), report_leaky.summary()
+    assert summary['nan_fraction'] == pytest.approx(float((output.depth == 0).mean()), abs=1e-4)
+    assert summary['valid_pixels_above_highest_measurement'] == 0
+    assert summary_leaky['valid_pixels_above_highest_measurement'] > 100_000
+    histogram = summary['confidence_histogram']
+    assert list(histogram) == ['0.0-0.2', '0.2-0.4', '0.4-0.6', '0.6-0.8', '0.8-1.0']
+    assert sum(histogram.values()) == pytest.approx(1.0, abs=1e-3) and histogram['0.8-1.0'] > 0.3

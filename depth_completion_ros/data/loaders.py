@@ -212,6 +212,8 @@ class RGBDFolder:
     replace the file. The sensor depth is both the measurement and the reference (protocols decide what is
     fed and what is scored)."""
 
+    depth_camera = True   # sparse and gt are the same dense sensor map: training samples points from it
+
     def __init__(self, root: str | Path, intrinsics: Sequence[float] | None = None,
                  depth_scale: float | None = None, frames: FrameSelection | None = None) -> None:
         self.root = Path(root)
@@ -372,7 +374,8 @@ class RosbagSource:
 
 
 # ---------------------------------------------------------------------------------------------- spec parsing
-KINDS = ('synthetic', 'kitti-dc', 'kitti-dc-gt', 'kitti-object', 'kitti-raw', '7scenes', 'rgbd', 'bag')
+KINDS = ('synthetic', 'kitti-dc', 'kitti-dc-gt', 'kitti-object', 'kitti-raw', 'kitti-raw-accum', '7scenes', 'rgbd',
+         'bag')
 
 
 def _floats(text: str | None, count: int, what: str) -> tuple[float, ...] | None:
@@ -391,10 +394,11 @@ def open_source(spec: str, intrinsics: Sequence[float] | None = None, depth_scal
                 synthetic_count: int = 8, synthetic_size: tuple[int, int] | None = None,
                 kitti_split: str = 'val', **bag_options: Any) -> Any:
     """A frame source from ``kind:location[?key=value&...]`` (docs/DATA.md): ``synthetic:street``,
-    ``kitti-dc:DIR``, ``kitti-dc-gt:DIR``, ``kitti-object:DIR``, ``kitti-raw:DIR``, ``7scenes:DIR``, ``rgbd:DIR``,
-    ``bag:PATH``. Every kind but synthetic and bag takes ``frames=`` (e.g. ``kitti-raw:DIR?frames=0-35``);
-    ``intrinsics=fx,fy,cx,cy`` (rgbd, kitti-dc-gt) and ``depth_scale=`` (rgbd) override the arguments;
-    ``registration=off`` (7scenes) keeps the depth unregistered. Raises :class:`DataError`."""
+    ``kitti-dc:DIR``, ``kitti-dc-gt:DIR``, ``kitti-object:DIR``, ``kitti-raw:DIR``, ``kitti-raw-accum:DIR``,
+    ``7scenes:DIR``, ``rgbd:DIR``, ``bag:PATH``. Every kind but synthetic and bag takes ``frames=`` (e.g.
+    ``kitti-raw:DIR?frames=0-35``); ``intrinsics=fx,fy,cx,cy`` (rgbd, kitti-dc-gt) and ``depth_scale=`` (rgbd)
+    override the arguments; ``registration=off`` (7scenes) keeps the depth unregistered; ``window=5``
+    (kitti-raw-accum) is the number of neighbouring frames on each side. Raises :class:`DataError`."""
     parsed = DataSpec.parse(spec, KINDS)
     kind, location = parsed.kind, parsed.location
     if kind == 'synthetic':
@@ -415,6 +419,9 @@ def open_source(spec: str, intrinsics: Sequence[float] | None = None, depth_scal
     registration = parsed.take('registration', 'kinect')
     if kind != '7scenes' and registration != 'kinect':
         raise DataError(f'{kind}: registration= applies to 7scenes only')
+    window_text = parsed.take('window')
+    if window_text is not None and (kind != 'kitti-raw-accum' or not window_text.isdigit()):
+        raise DataError(f'{kind}: window= takes a whole number of frames and applies to kitti-raw-accum only')
     parsed.check_used()
     if kind == 'kitti-dc':
         return KittiDepthCompletionFolder(location, split=kitti_split, frames=frames)
@@ -428,6 +435,10 @@ def open_source(spec: str, intrinsics: Sequence[float] | None = None, depth_scal
         from depth_completion_ros.data.kitti_raw import KittiRawDrive
 
         return KittiRawDrive(location, frames=frames)
+    if kind == 'kitti-raw-accum':
+        from depth_completion_ros.data.accumulate import KittiRawAccumulated
+
+        return KittiRawAccumulated(location, frames=frames, window=int(window_text or 5))
     if kind == '7scenes':
         from depth_completion_ros.data.sevenscenes import SevenScenesFolder
 

@@ -475,18 +475,31 @@ def street_frame(seed: int, width: int = 1242, height: int = 375,
 
 
 def street_sequence(seed: int, n_frames: int, width: int = 1242, height: int = 375,
-                    rate_hz: float = 10.0, speed_mps: float = 8.0) -> Iterator[SyntheticFrame]:
-    """Consecutive frames of one drive: the same street, camera moving forward at ``speed_mps``."""
+                    rate_hz: float = 10.0, speed_mps: float = 8.0,
+                    moving_car_mps: float | None = None) -> Iterator[SyntheticFrame]:
+    """Consecutive frames of one drive: the same street, camera moving forward at ``speed_mps``.
+
+    ``moving_car_mps``: plant a car in the next lane, 18 m ahead in frame 0, driving forward at that speed
+    (negative: oncoming), the one thing in the scene that moves (to test accumulation over frames)."""
+    import copy
+
     rng = np.random.default_rng([seed, 0])
     length = n_frames * speed_mps / rate_hz
     scene = _street_scene(rng, -15.0, length + 110.0)
     x = float(rng.uniform(-0.3, 0.3)) * scene.road_half_width
     style = _street_style(rng)
+    lane = -0.5 * scene.road_half_width if x > 0 else 0.5 * scene.road_half_width
     for i in range(n_frames):
         cam = np.array([x, i * speed_mps / rate_hz, 1.65], np.float32)
         pitch = -0.01 + 0.004 * np.sin(i * 0.7)  # suspension bounce
-        yield _render_street(scene, seed, cam, 0.0, pitch, 0.0, width, height, _street_intrinsics(width, height),
-                             style)
+        frame_scene = scene
+        if moving_car_mps is not None:
+            frame_scene = copy.deepcopy(scene)
+            y = 18.0 + i * moving_car_mps / rate_hz
+            frame_scene.add_box((lane - 0.9, y, 0.25), (lane + 0.9, y + 4.3, 0.9), CAR, (0.7, 0.1, 0.1))
+            frame_scene.add_box((lane - 0.8, y + 1.2, 0.9), (lane + 0.8, y + 3.2, 1.45), CAR_CABIN, (0.7, 0.1, 0.1))
+        yield _render_street(frame_scene, seed, cam, 0.0, pitch, 0.0, width, height,
+                             _street_intrinsics(width, height), style)
 
 
 # ----------------------------------------------------------------------------------------------------------------

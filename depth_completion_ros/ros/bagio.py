@@ -19,12 +19,15 @@ import numpy as np
 IMAGE_TOPIC = '/camera/image_raw'
 CAMERA_INFO_TOPIC = '/camera/camera_info'
 POINTS_TOPIC = '/lidar/points'
+DEPTH_TOPIC = '/camera/depth/image_raw'             # RGB-D bags: registered depth, 16UC1 mm
+DEPTH_CAMERA_INFO_TOPIC = '/camera/depth/camera_info'
 GT_DEPTH_TOPIC = '/camera/depth_gt'          # synthetic bags: ground-truth depth (32FC1 m, NaN = none)
 TF_STATIC_TOPIC = '/tf_static'
 PARAMS_FILE_NAME = 'depth_completion_params.yaml'  # written inside the bag folder: extrinsics for the node
 EXTRINSICS_METADATA_KEY = 'depth_completion.extrinsics'
 
 IMAGE_TYPE = 'sensor_msgs/msg/Image'
+COMPRESSED_IMAGE_TYPE = 'sensor_msgs/msg/CompressedImage'
 CAMERA_INFO_TYPE = 'sensor_msgs/msg/CameraInfo'
 POINTS_TYPE = 'sensor_msgs/msg/PointCloud2'
 TF_TYPE = 'tf2_msgs/msg/TFMessage'
@@ -69,13 +72,18 @@ class BagWriter:
         self._connections: dict[str, Any] = {}
         self.counts: dict[str, int] = {}
 
-    def connection(self, topic: str, msgtype: str) -> Any:
+    def connection(self, topic: str, msgtype: str, latched: bool = False) -> Any:
+        """The topic's connection, created on first use; ``latched`` records the offered QoS as transient
+        local (what ``ros2 bag record`` stores for /tf_static), so players republish it that way."""
         if topic not in self._connections:
-            self._connections[topic] = self._writer.add_connection(topic, msgtype, typestore=typestore())
+            profiles = [latched_bag_qos()] if latched else []
+            self._connections[topic] = self._writer.add_connection(topic, msgtype, typestore=typestore(),
+                                                                   offered_qos_profiles=profiles)
             self.counts[topic] = 0
         return self._connections[topic]
 
-    def write(self, topic: str, msgtype: str, log_time_ns: int, msg: Any) -> None:
+    def write(self, topic: str, msgtype: str, log_time_ns: int, msg: Any, latched: bool = False) -> None:
+        self.connection(topic, msgtype, latched)
         self.write_raw(topic, msgtype, log_time_ns, typestore().serialize_cdr(msg, msgtype))
 
     def write_raw(self, topic: str, msgtype: str, log_time_ns: int, data: bytes | memoryview) -> None:
@@ -93,6 +101,29 @@ class BagWriter:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+_INFINITE = (9223372036, 854775807)  # rosbag2's spelling of "no deadline / lifespan / lease"
+
+
+def latched_bag_qos() -> Any:
+    """Reliable, transient local, keep last 1: the offered QoS of a static-transform publisher."""
+    from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
+
+    infinite = QosTime(*_INFINITE)
+    return Qos(QosHistory.KEEP_LAST, 1, QosReliability.RELIABLE, QosDurability.TRANSIENT_LOCAL, infinite,
+               infinite, QosLiveliness.AUTOMATIC, infinite, False)
+
+
+def latched_topics(path: str | Path) -> set[str]:
+    """Topics whose recorded publishers offered transient-local durability (e.g. /tf_static)."""
+    from rosbags.interfaces import QosDurability
+    from rosbags.rosbag2 import Reader
+
+    with Reader(Path(path)) as reader:
+        return {c.topic for c in reader.connections
+                if any(q.durability == QosDurability.TRANSIENT_LOCAL
+                       for q in getattr(c.ext, 'offered_qos_profiles', ()) or ())}
 
 
 @dataclass

@@ -87,8 +87,15 @@ class Lookup:
 class _FrameHistory:
     def __init__(self, size: int) -> None:
         self.entries: deque[CachedCameraInfo] = deque(maxlen=size)  # arrival order: a bag loop evicts the old
-        self.stamps_match = True   # this camera publishes camera_info with its images' stamps (worth waiting)
+        # Did the image get the camera_info with its own stamp, for the last few lookups? Waiting is worth it
+        # while any did (this camera stamps its camera_infos like its images); a camera that publishes one
+        # static camera_info misses every time and stops making its images wait after the first.
+        self.recent_exact: deque[bool] = deque(maxlen=size)
         self.recent_images: deque[int] = deque(maxlen=size)  # image stamps that fell back (late exact = evidence)
+
+    @property
+    def stamps_match(self) -> bool:
+        return not self.recent_exact or any(self.recent_exact)
 
     def exact(self, stamp_ns: int) -> CachedCameraInfo | None:
         for entry in reversed(self.entries):
@@ -134,7 +141,7 @@ class CameraInfoCache:
             frames.entries.append(entry)
             if entry.stamp_ns in frames.recent_images:  # its image already went with an older one
                 self.late_exact += 1
-                frames.stamps_match = True
+                frames.recent_exact.append(True)
             self._changed.notify_all()
         return entry
 
@@ -162,11 +169,9 @@ class CameraInfoCache:
                         return None
                     entry = frames.exact(stamp_ns)
             waited = time.monotonic() - start
+            frames.recent_exact.append(entry is not None)
             if entry is not None:
-                frames.stamps_match = True
                 return Lookup(entry, True, waited)
-            if wait_s > 0.0 and frames.stamps_match:
-                frames.stamps_match = False  # waited in vain: do not make every frame wait (static camera_info)
             frames.recent_images.append(stamp_ns)
             fallback = frames.newest_not_after(stamp_ns) or frames.newest()
             return Lookup(fallback, False, waited)

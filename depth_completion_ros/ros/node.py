@@ -195,6 +195,7 @@ class DepthCompletionNode(Node):
             return DepthCompletionPipeline(self.settings, variant=self.values['model.variant'],
                                            weights=self.values['model.weights'], device=self.values['model.device'],
                                            precision=self.values['model.precision'],
+                                           prefill_method=self.values['prefill.method'],
                                            compile_model=self.values['model.compile'])
         except Exception as exc:  # WeightsError, FileNotFoundError, CUDA unavailable, ...
             raise StartupError(f'model: {exc}') from None

@@ -117,7 +117,11 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     P('cpu.malloc', 'tuned', 'tuned: raise glibc malloc\'s mmap/trim thresholds so per-frame buffers are reused '
       'instead of page-faulted in every frame; system: leave malloc alone (also when jemalloc/tcmalloc is '
       'LD_PRELOADed). Applied at start-up.', choices=('tuned', 'system')),
-    P('prefill_only', False, 'Publish the non-learned prefill (ip_basic) instead of running the network.',
+    P('prefill.method', 'auto', 'Non-learned prefill the network corrects: auto = the one stored in the weights '
+      '(the network only works with the prefill it was trained on); ipbasic (LiDAR line patterns), linear or '
+      'nearest (scattered points, depth-camera holes), multiscale. An explicit value must match the weights '
+      'unless prefill_only.', choices=('auto', 'ipbasic', 'multiscale', 'nearest', 'linear')),
+    P('prefill_only', False, 'Publish the non-learned prefill (prefill.method) instead of running the network.',
       runtime=True),
     P('output.encoding', '32FC1', 'Output depth encoding: 32FC1 metres with NaN unknown (REP 118) or '
       '16UC1 millimetres with 0 unknown.', runtime=True, choices=('32FC1', '16UC1')),

@@ -215,7 +215,9 @@ def run_graph(bag: str | Path, out_bag: str | Path, workdir: str | Path, *,
     """Start the node, a recorder of its outputs and a player of ``bag``; wait until the outputs stop coming;
     shut everything down with SIGINT. Returns logs, the node's final stats and the reports of player/recorder.
 
-    ``input_topics`` maps the node's input names (image, camera_info, points, depth, ...) to bag topics.
+    ``input_topics`` maps the node's input names (image, camera_info, points, depth, ...) to bag topics. With
+    ``image_transport: compressed`` (or ``depth_transport: compressedDepth``) in ``params`` the node listens on
+    ``<image>/compressed`` (``<depth>/compressedDepth``), image_transport's names, so those are played.
     ``on_progress(stage, outputs_so_far)`` is called while it runs (stage: starting node, playing, ...).
     A process that fails raises :class:`GraphError` with its first error line; Ctrl-C stops everything in
     order and raises :class:`GraphInterrupted` carrying the partial result (the output bag is closed).
@@ -227,6 +229,9 @@ def run_graph(bag: str | Path, out_bag: str | Path, workdir: str | Path, *,
     inputs = input_topics or {'image': bagio.IMAGE_TOPIC, 'camera_info': bagio.CAMERA_INFO_TOPIC,
                               'points': bagio.POINTS_TOPIC}
     record = record_topics or {**OUTPUT_TYPES, **DIAGNOSTICS_TYPES}
+    suffixes = {'image': '/compressed' if (params or {}).get('image_transport') == 'compressed' else '',
+                'depth': '/compressedDepth' if (params or {}).get('depth_transport') == 'compressedDepth' else ''}
+    played_topics = {name: topic + suffixes.get(name, '') for name, topic in inputs.items()}
     processes: list[RosProcess] = []
     report_path = workdir / 'play_report.json'
     node = recorder = player = None
@@ -254,9 +259,10 @@ def run_graph(bag: str | Path, out_bag: str | Path, workdir: str | Path, *,
         if not recorder.wait_for_output('READY', 30.0):
             raise _failure(recorder, 'did not start')
         player_args = ['play', str(bag), '--rate', str(rate), '--qos', play_qos, '--wait-for-subscribers', '30',
-                       '--wait-topics', *inputs.values(), '--topics', *inputs.values(), '--report', str(report_path)]
+                       '--wait-topics', *played_topics.values(), '--topics', *played_topics.values(),
+                       '--report', str(report_path)]
         if paced:
-            player_args += ['--pace-topic', f'{OUTPUT_NS}/depth', '--pace-on', inputs['image'],
+            player_args += ['--pace-topic', f'{OUTPUT_NS}/depth', '--pace-on', played_topics['image'],
                             '--pace-timeout', '60']
         if loops > 1:
             player_args += ['--loop', '--loops', str(loops)]
@@ -273,7 +279,7 @@ def run_graph(bag: str | Path, out_bag: str | Path, workdir: str | Path, *,
         if player.returncode != 0:
             raise _failure(player, 'failed')
         # wait until an output arrived for every image played, or no output came for idle_timeout_s
-        played = _read_json(report_path).get('published', {}).get(inputs['image'], 0)
+        played = _read_json(report_path).get('published', {}).get(played_topics['image'], 0)
         last_count, last_change = -1, time.monotonic()
         while time.monotonic() - last_change < idle_timeout_s:
             count = outputs()

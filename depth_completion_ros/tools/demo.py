@@ -64,10 +64,13 @@ def sample_bag(cache: Path, frames: int) -> Path:
 
     bag = cache / f'synthetic_street_1242x375_{frames}f'
     if not (bag / 'metadata.yaml').is_file():
+        partial = bag.with_name(bag.name + '.partial')  # renamed when complete: Ctrl-C never leaves a short sample
         shutil.rmtree(bag, ignore_errors=True)
+        shutil.rmtree(partial, ignore_errors=True)
         cache.mkdir(parents=True, exist_ok=True)
         print(f'demo: generating the synthetic sample bag ({frames} frames at 10 Hz) in {bag} ...', flush=True)
-        make_bag('synthetic', bag, frames=frames)
+        make_bag('synthetic', partial, frames=frames)
+        partial.rename(bag)
     return bag
 
 
@@ -142,17 +145,28 @@ def analyse(bag: Path, out_bag: Path, out: Path, image_topic: str, gt_topic: str
     previews = out / 'previews'
     previews.mkdir(parents=True, exist_ok=True)
     prefill_metrics, model_metrics = MetricAccumulator(), MetricAccumulator()
-    for index, stamp in enumerate(progress(sorted(outputs['depth']), desc='previews', leave=False)):
+    trust = ValidityReport()
+    coverage: list[float] = []
+    for index, stamp in enumerate(progress(sorted(outputs['depth']), desc='previews', leave=False,
+                                                   disable=not outputs['depth'])):
         dense = _depth_array(outputs['depth'][stamp])
         sparse = _depth_array(outputs['sparse'][stamp]) if stamp in outputs['sparse'] else np.zeros_like(dense)
         prefill = _depth_array(outputs['prefill'][stamp]) if stamp in outputs['prefill'] else dense
+        confidence = outputs['confidence'].get(stamp)
+        trust.add(dense, sparse if stamp in outputs['sparse'] else None,
+                  None if confidence is None else np.asarray(image_to_numpy(confidence), np.float32))
         gt = gts.get(stamp)
         if gt is not None:
             gt = np.where(gt <= max_depth, gt, np.float32(0.0))  # beyond the node's range: not scored
-            prefill_metrics.add(prefill, gt)
+            # Scored where the node published a depth (elsewhere it says "unknown", NaN), prefill on the same
+            # pixels; the share of ground truth it covers is reported beside.
+            published = dense > 0
+            if np.any(gt > 0):
+                coverage.append(float(np.count_nonzero(published & (gt > 0)) / np.count_nonzero(gt > 0)))
+            scored = np.where(published, gt, np.float32(0.0))
+            prefill_metrics.add(prefill, scored)
             if network_used:
-                model_metrics.add(dense, gt)
-        confidence = outputs['confidence'].get(stamp)
+                model_metrics.add(dense, scored)
         save_png(previews / f'frame_{index:03d}.png', completion_preview(
             rgbs.get(stamp, np.zeros(dense.shape + (3,), np.uint8)), sparse, prefill, dense,
             confidence=None if confidence is None else image_to_numpy(confidence), vmax=PREVIEW_MAX_DEPTH_M,
@@ -177,8 +191,43 @@ def analyse(bag: Path, out_bag: Path, out: Path, image_topic: str, gt_topic: str
         'rmse_mm': {'prefill': metric(prefill_metrics, 'rmse_mm'), 'model': metric(model_metrics, 'rmse_mm')},
         'mae_mm': {'prefill': metric(prefill_metrics, 'mae_mm'), 'model': metric(model_metrics, 'mae_mm')},
         'metrics_frames': len(prefill_metrics), 'metrics_max_depth_m': max_depth,
-        'previews': len(outputs['depth']), 'ply_points': ply_points,
+        'output_coverage': round(float(np.mean(coverage)), 3) if coverage else None,
+        'previews': len(outputs['depth']), 'ply_points': ply_points, **trust.summary(),
     }
+
+
+CONFIDENCE_BINS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+
+
+class ValidityReport:
+    """What the node left unknown and how much it trusts the rest, over the demo's frames (summary.json)."""
+
+    def __init__(self) -> None:
+        self.pixels = self.unknown = self.above_top = 0
+        self.histogram = np.zeros(len(CONFIDENCE_BINS) - 1, np.int64)
+        self.checked_columns = False
+
+    def add(self, dense: np.ndarray, sparse: np.ndarray | None, confidence: np.ndarray | None) -> None:
+        valid = dense > 0
+        self.pixels += valid.size
+        self.unknown += int((~valid).sum())
+        if sparse is not None and (sparse > 0).any():
+            from depth_completion_ros.core.validity import column_top_rows
+
+            rows = np.arange(dense.shape[0])[:, None]
+            self.above_top += int((valid & (rows < column_top_rows(sparse)[None, :])).sum())
+            self.checked_columns = True
+        if confidence is not None:
+            self.histogram += np.histogram(confidence[valid], bins=CONFIDENCE_BINS)[0]
+
+    def summary(self) -> dict[str, Any]:
+        total = max(int(self.histogram.sum()), 1)
+        return {
+            'nan_fraction': round(self.unknown / self.pixels, 4) if self.pixels else None,
+            'valid_pixels_above_highest_measurement': self.above_top if self.checked_columns else None,
+            'confidence_histogram': {f'{low:.1f}-{high:.1f}': round(int(count) / total, 4) for low, high, count
+                                     in zip(CONFIDENCE_BINS[:-1], CONFIDENCE_BINS[1:], self.histogram, strict=True)},
+        }
 
 
 def check_inputs(bag: Path, inputs: dict[str, str]) -> None:
@@ -207,10 +256,10 @@ def check_weights(variant: str, weights: str, prefill_only: bool) -> None:
 
 
 def build_summary(result: dict, analysis: dict, bag: Path, out: Path, args: argparse.Namespace,
-                  started: float) -> dict:
+                  started: float, image_topic: str | None = None) -> dict:
     from depth_completion_ros.ros.runtime import first_problem_line
 
-    frames_in = int(result.get('play_report', {}).get('published', {}).get(args.image_topic, 0))
+    frames_in = int(result.get('play_report', {}).get('published', {}).get(image_topic or args.image_topic, 0))
     stats = result.get('node_stats', {})
     summary = {
         'frames_in': frames_in, 'frames_out': analysis['frames_out'],
@@ -218,7 +267,9 @@ def build_summary(result: dict, analysis: dict, bag: Path, out: Path, args: argp
         'latency_ms_p50': analysis['latency_ms_p50'], 'latency_ms_p95': analysis['latency_ms_p95'],
         'processing_ms_p50': analysis['processing_ms_p50'],
         'rmse_mm': analysis['rmse_mm'], 'mae_mm': analysis['mae_mm'], 'metrics_frames': analysis['metrics_frames'],
-        'metrics_max_depth_m': analysis['metrics_max_depth_m'],
+        'metrics_max_depth_m': analysis['metrics_max_depth_m'], 'output_coverage': analysis['output_coverage'],
+        'nan_fraction': analysis['nan_fraction'], 'confidence_histogram': analysis['confidence_histogram'],
+        'valid_pixels_above_highest_measurement': analysis['valid_pixels_above_highest_measurement'],
         'mode': stats.get('mode'), 'device': stats.get('device'),
         'stage_ms_mean': {k.removeprefix('stage_').removesuffix('_ms'): round(v, 1)
                           for k, v in stats.items() if k.startswith('stage_') and isinstance(v, float)},
@@ -233,8 +284,10 @@ def build_summary(result: dict, analysis: dict, bag: Path, out: Path, args: argp
 
 
 def write_outputs(out: Path, summary: dict) -> None:
+    """summary.json, the summary on stdout (not after a failure: the error line matters then) and what went where."""
     (out / 'summary.json').write_text(json.dumps(summary, indent=2))
-    print(json.dumps(summary, indent=2))
+    if 'error' not in summary:
+        print(json.dumps(summary, indent=2))
     print_written([('summary', out / 'summary.json'), ('previews', out / 'previews'),
                    ('point cloud', out / 'cloud.ply'), ('output bag', out / 'output_bag'), ('logs', out / 'logs')],
                   title=f'demo: written under {out}')
@@ -284,18 +337,23 @@ def main(args: argparse.Namespace) -> int:
     if (bag / bagio.PARAMS_FILE_NAME).is_file():
         params_files.append(bag / bagio.PARAMS_FILE_NAME)
     inputs = {'image': args.image_topic, 'camera_info': args.camera_info_topic}
+    played_image_topic = args.image_topic
+    bag_topics = bagio.bag_topics(bag)
+    if args.image_topic not in bag_topics and args.image_topic + '/compressed' in bag_topics:
+        params['image_transport'] = 'compressed'  # a bag of CompressedImage (image_transport's topic name)
+        played_image_topic = args.image_topic + '/compressed'
     if config_values.get('input_mode', 'points') == 'depth':
         inputs['depth'] = args.depth_topic or DEFAULT_DEPTH_TOPIC
     else:
         inputs['points'] = args.points_topic
-    check_inputs(bag, inputs)
+    check_inputs(bag, {**inputs, 'image': played_image_topic})
     check_weights(variant, weights, prefill_only)
 
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
     print(f'demo: {bag} -> node ({"prefill only" if prefill_only else "LRRU-" + variant}) -> {out}', flush=True)
-    bar = progress(total=bagio.bag_topics(bag)[args.image_topic][1], desc='demo', unit='frame')
+    bar = progress(total=bag_topics[played_image_topic][1], desc='demo', unit='frame')
 
     def on_progress(stage: str, frames_done: int) -> None:
         bar.set_postfix_str(stage, refresh=False)
@@ -314,16 +372,16 @@ def main(args: argparse.Namespace) -> int:
         result, error = {}, str(exc)
     finally:
         bar.close()
-    if error:
-        print(f'depth-completion demo: error: {error}', file=sys.stderr, flush=True)
-    analysis = analyse(bag, out / 'output_bag', out, args.image_topic, args.gt_topic, not prefill_only,
+    analysis = analyse(bag, out / 'output_bag', out, played_image_topic, args.gt_topic, not prefill_only,
                        float(config_values.get('max_range', 100.0)))
-    summary = build_summary(result, analysis, bag, out, args, started)
+    summary = build_summary(result, analysis, bag, out, args, started, played_image_topic)
     if error:
         summary['error'] = error
     if interrupted:
         summary['interrupted'] = True
     write_outputs(out, summary)
+    if error:  # last, where the eye lands; the same line is in summary.json
+        print(f'depth-completion demo: error: {error}', file=sys.stderr, flush=True)
     if interrupted:
         raise KeyboardInterrupt  # cli.main: "interrupted", exit 130
     return 0 if not error and summary['frames_out'] > 0 and result.get('node_status') == 0 else 1

@@ -1,9 +1,13 @@
-"""``depth-completion make-bag --from synthetic|kitti-object:<dir> --out <bag>``: a camera + LiDAR rosbag2.
+"""``depth-completion make-bag --from synthetic|kitti-object:<dir>|rgbd:<dir> --out <bag>``: a rosbag2 of a
+camera + LiDAR rig, or of an RGB-D (Kinect-style) camera.
 
-Topics: ``/camera/image_raw`` (rgb8), ``/camera/camera_info``, ``/lidar/points`` (x, y, z, intensity float32),
-``/tf_static`` (camera <- lidar), and for synthetic bags ``/camera/depth_gt`` (32FC1 m, NaN = no ground truth)
-for scoring. The static extrinsics are also stored as bag metadata and as a node parameter file
-``<bag>/depth_completion_params.yaml`` (for installs without tf2_ros).
+Topics: ``/camera/image_raw`` (rgb8, or ``--image-encoding`` yuv422/uyvy/yuyv/bayer_*8; jpeg/png go to
+``/camera/image_raw/compressed`` as sensor_msgs/CompressedImage), ``/camera/camera_info``; for LiDAR sources
+``/lidar/points`` (x, y, z, intensity float32) and ``/tf_static`` (camera <- lidar, recorded with a
+transient-local offered QoS as ``ros2 bag record`` stores it); for ``rgbd:`` ``/camera/depth/image_raw``
+(16UC1 mm, registered to the colour image) and ``/camera/depth/camera_info``; for synthetic bags
+``/camera/depth_gt`` (32FC1 m, NaN = no ground truth) for scoring. LiDAR extrinsics are also stored as bag
+metadata and as a node parameter file ``<bag>/depth_completion_params.yaml`` (for installs without tf2_ros).
 
 One static transform must hold for the whole bag. The sources do not quite give that (KITTI frames come from
 different drives and calibrations; the synthetic camera pitches with the suspension, the LiDAR does not), so
@@ -34,15 +38,27 @@ LIDAR_FRAME = 'lidar'
 class BagFrame:
     rgb: np.ndarray               # HxWx3 uint8
     camera: CameraModel
-    points: np.ndarray            # Nx4 float32 x, y, z, intensity in the sensor frame
-    T_cam_lidar: RigidTransform
+    points: np.ndarray | None     # Nx4 float32 x, y, z, intensity in the sensor frame (LiDAR sources)
+    T_cam_lidar: RigidTransform | None
     gt_depth: np.ndarray | None   # HxW float32 m, 0 = none
+    depth: np.ndarray | None = None  # HxW float32 m, 0 = none: a registered depth camera (rgbd sources)
+
+
+IMAGE_ENCODINGS = ('rgb8', 'yuv422', 'uyvy', 'yuyv', 'yuv422_yuy2', 'bayer_rggb8', 'bayer_bggr8', 'bayer_gbrg8',
+                   'bayer_grbg8', 'jpeg', 'png')
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--from', dest='source', default='synthetic',
-                        help='synthetic, or kitti-object:<dir> (a KITTI object/raw folder with image_2, velodyne, '
-                             'calib)')
+                        help='synthetic; kitti-object:<dir> (a KITTI object/raw folder with image_2, velodyne, '
+                             'calib); rgbd:<dir> (color/ + depth/ 16-bit PNG/PGM, intrinsics.json or --intrinsics)')
+    parser.add_argument('--intrinsics', type=float, nargs=4, default=None, metavar=('FX', 'FY', 'CX', 'CY'),
+                        help='rgbd: colour camera intrinsics (default: <dir>/intrinsics.json)')
+    parser.add_argument('--depth-scale', type=float, default=None,
+                        help='rgbd: stored depth units per metre (default: intrinsics.json or 1000 = mm)')
+    parser.add_argument('--image-encoding', default='rgb8', choices=IMAGE_ENCODINGS,
+                        help='how the camera image is stored: a raw encoding, or jpeg/png as CompressedImage on '
+                             '<image topic>/compressed (run the node with image_transport:=compressed)')
     parser.add_argument('--out', required=True, help='output bag folder (must not exist)')
     parser.add_argument('--frames', type=int, default=30, help='synthetic: number of frames; kitti: at most this many')
     parser.add_argument('--rate', type=float, default=10.0, help='frame rate of the bag (Hz)')
@@ -70,6 +86,36 @@ def kitti_frames(root: Path, max_frames: int) -> Iterator[BagFrame]:
     for frame_id in ids[:max_frames]:
         frame = load_kitti_object_frame(root, frame_id)
         yield BagFrame(frame.rgb, frame.camera, frame.points, frame.T_cam_velo, None)
+
+
+def rgbd_frames(root: Path, max_frames: int, intrinsics: list[float] | None,
+                depth_scale: float | None) -> Iterator[BagFrame]:
+    from depth_completion_ros.data.loaders import RGBDFolder
+
+    folder = RGBDFolder(root, intrinsics=intrinsics, depth_scale=depth_scale)
+    for index in range(min(len(folder), max_frames)):
+        sample = folder[index]
+        yield BagFrame(sample.rgb, sample.camera, None, None, None, depth=sample.sparse)
+
+
+def _image_message(rgb: np.ndarray, encoding: str, stamp_ns: int) -> tuple[str, str, object]:
+    """(topic, type, message) of the camera image in ``encoding`` (rosbags classes)."""
+    from depth_completion_ros.core.conversions import numpy_to_image
+    from depth_completion_ros.core.image_decoding import COMPRESSED_FORMATS, encode_rgb
+
+    stamp = (stamp_ns // 10**9, stamp_ns % 10**9)
+    if encoding == 'rgb8':
+        return bagio.IMAGE_TOPIC, bagio.IMAGE_TYPE, numpy_to_image(
+            rgb, 'rgb8', msg_cls=bagio.bag_class(bagio.IMAGE_TYPE), frame_id=CAMERA_FRAME, stamp=stamp)
+    data = encode_rgb(rgb, encoding)
+    if encoding in COMPRESSED_FORMATS:
+        header = bagio.bag_class('std_msgs/msg/Header')(
+            stamp=bagio.bag_class('builtin_interfaces/msg/Time')(**bagio.stamp_of(stamp_ns)), frame_id=CAMERA_FRAME)
+        msg = bagio.bag_class(bagio.COMPRESSED_IMAGE_TYPE)(header=header, format=f'rgb8; {encoding} compressed bgr8',
+                                                             data=data)
+        return bagio.IMAGE_TOPIC + '/compressed', bagio.COMPRESSED_IMAGE_TYPE, msg
+    return bagio.IMAGE_TOPIC, bagio.IMAGE_TYPE, numpy_to_image(
+        data, encoding, msg_cls=bagio.bag_class(bagio.IMAGE_TYPE), frame_id=CAMERA_FRAME, stamp=stamp)
 
 
 def _pointcloud(points: np.ndarray, stamp_ns: int) -> object:
@@ -106,9 +152,9 @@ def _tf_static(T_cam_lidar: RigidTransform, stamp_ns: int) -> object:
 
 
 def write_bag(frames: Iterator[BagFrame], out: Path, rate_hz: float, lidar_offset_ms: float = 3.0,
-              source: str = '', expected_frames: int | None = None) -> dict:
+              source: str = '', expected_frames: int | None = None, image_encoding: str = 'rgb8') -> dict:
     """Write the frames (a progress bar once the first one exists); returns a report (frames, topics, size)."""
-    from depth_completion_ros.core.conversions import metres_to_depth_image, numpy_to_image
+    from depth_completion_ros.core.conversions import metres_to_depth_image
     from depth_completion_ros.tools.common import progress
 
     image_cls = bagio.bag_class(bagio.IMAGE_TYPE)
@@ -123,27 +169,33 @@ def write_bag(frames: Iterator[BagFrame], out: Path, rate_hz: float, lidar_offse
                 bar = progress(total=expected_frames, desc='make-bag', unit='frame')
             stamp = BAG_START_NS + index * period_ns
             lidar_stamp = stamp + int(lidar_offset_ms * 1e6)
-            if T_reference is None:
+            if T_reference is None and frame.T_cam_lidar is not None:
                 T_reference = frame.T_cam_lidar
-                writer.write(bagio.TF_STATIC_TOPIC, bagio.TF_TYPE, stamp, _tf_static(T_reference, stamp))
+                writer.write(bagio.TF_STATIC_TOPIC, bagio.TF_TYPE, stamp, _tf_static(T_reference, stamp),
+                             latched=True)
                 writer.set_metadata(bagio.EXTRINSICS_METADATA_KEY, bagio.extrinsics_metadata(
                     T_reference.matrix, CAMERA_FRAME, LIDAR_FRAME))
-            points = np.asarray(frame.points, dtype=np.float32)
-            T_common = T_reference.inverse() @ frame.T_cam_lidar  # lidar_i -> lidar_0 (identity when rigid)
-            if not np.allclose(T_common.matrix, np.eye(4), atol=1e-9):
-                points = points.copy()
-                points[:, :3] = T_common.apply(points[:, :3].astype(np.float64)).astype(np.float32)
             camera = CameraModel(width=frame.camera.width, height=frame.camera.height, K=frame.camera.K,
                                  P=frame.camera.P, D=frame.camera.D, distortion_model=frame.camera.distortion_model,
                                  frame_id=CAMERA_FRAME)
-            header = {'stamp': bagio.stamp_of(stamp), 'frame_id': CAMERA_FRAME}
             # camera_info first, so a node has it when the image arrives
             writer.write(bagio.CAMERA_INFO_TOPIC, bagio.CAMERA_INFO_TYPE, stamp,
                          camera.to_camera_info(stamp=(stamp // 10**9, stamp % 10**9), msg_cls=info_cls))
-            writer.write(bagio.IMAGE_TOPIC, bagio.IMAGE_TYPE, stamp,
-                         numpy_to_image(frame.rgb, 'rgb8', msg_cls=image_cls, frame_id=CAMERA_FRAME,
-                                        stamp=(header['stamp']['sec'], header['stamp']['nanosec'])))
-            writer.write(bagio.POINTS_TOPIC, bagio.POINTS_TYPE, lidar_stamp, _pointcloud(points, lidar_stamp))
+            image_topic, image_type, image_msg = _image_message(frame.rgb, image_encoding, stamp)
+            writer.write(image_topic, image_type, stamp, image_msg)
+            if frame.points is not None and frame.T_cam_lidar is not None and T_reference is not None:
+                points = np.asarray(frame.points, dtype=np.float32)
+                T_common = T_reference.inverse() @ frame.T_cam_lidar  # lidar_i -> lidar_0 (identity when rigid)
+                if not np.allclose(T_common.matrix, np.eye(4), atol=1e-9):
+                    points = points.copy()
+                    points[:, :3] = T_common.apply(points[:, :3].astype(np.float64)).astype(np.float32)
+                writer.write(bagio.POINTS_TOPIC, bagio.POINTS_TYPE, lidar_stamp, _pointcloud(points, lidar_stamp))
+            if frame.depth is not None:  # a registered depth camera: same pixels and camera as the colour image
+                writer.write(bagio.DEPTH_CAMERA_INFO_TOPIC, bagio.CAMERA_INFO_TYPE, stamp,
+                             camera.to_camera_info(stamp=(stamp // 10**9, stamp % 10**9), msg_cls=info_cls))
+                writer.write(bagio.DEPTH_TOPIC, bagio.IMAGE_TYPE, stamp,
+                             metres_to_depth_image(frame.depth, '16UC1', msg_cls=image_cls, frame_id=CAMERA_FRAME,
+                                                   stamp=(stamp // 10**9, stamp % 10**9)))
             if frame.gt_depth is not None:
                 writer.write(bagio.GT_DEPTH_TOPIC, bagio.IMAGE_TYPE, stamp,
                              metres_to_depth_image(frame.gt_depth, '32FC1', msg_cls=image_cls, frame_id=CAMERA_FRAME,
@@ -152,33 +204,40 @@ def write_bag(frames: Iterator[BagFrame], out: Path, rate_hz: float, lidar_offse
             bar.update()
         if bar is not None:
             bar.close()
-        if T_reference is None:
+        if count == 0:
             raise ValueError('no frames to write')
         writer.set_metadata('depth_completion.source', source)
         counts = dict(writer.counts)
-    bagio.write_extrinsics_params(out, T_reference.matrix)
+    if T_reference is not None:
+        bagio.write_extrinsics_params(out, T_reference.matrix)
     size = sum(p.stat().st_size for p in out.rglob('*') if p.is_file())
     return {'bag': str(out), 'frames': count, 'topics': counts, 'size_bytes': size}
 
 
 def make_bag(source: str, out: str | Path, frames: int = 30, rate_hz: float = 10.0, width: int = 1242,
-             height: int = 375, seed: int = 7, lidar_offset_ms: float = 3.0) -> dict:
+             height: int = 375, seed: int = 7, lidar_offset_ms: float = 3.0, image_encoding: str = 'rgb8',
+             intrinsics: list[float] | None = None, depth_scale: float | None = None) -> dict:
     out = Path(out)
+    if image_encoding not in IMAGE_ENCODINGS:
+        raise ValueError(f'image encoding {image_encoding!r} is not one of {", ".join(IMAGE_ENCODINGS)}')
     if source == 'synthetic':
         iterator = synthetic_frames(frames, width, height, seed, rate_hz)
     elif source.startswith('kitti-object:') or source.startswith('kitti:'):
         iterator = kitti_frames(Path(source.split(':', 1)[1]).expanduser(), frames)
+    elif source.startswith('rgbd:'):
+        iterator = rgbd_frames(Path(source.split(':', 1)[1]).expanduser(), frames, intrinsics, depth_scale)
     else:
-        raise ValueError(f'unknown source {source!r}: use synthetic or kitti-object:<dir>')
-    return write_bag(iterator, out, rate_hz, lidar_offset_ms, source, expected_frames=frames)
+        raise ValueError(f'unknown source {source!r}: use synthetic, kitti-object:<dir> or rgbd:<dir>')
+    return write_bag(iterator, out, rate_hz, lidar_offset_ms, source, expected_frames=frames,
+                     image_encoding=image_encoding)
 
 
 def main(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     try:
         report = make_bag(args.source, args.out, args.frames, args.rate, args.width, args.height, args.seed,
-                          args.lidar_offset_ms)
-    except ValueError as exc:  # unknown source, no frames
+                          args.lidar_offset_ms, args.image_encoding, args.intrinsics, args.depth_scale)
+    except ValueError as exc:  # unknown source, no frames, bad intrinsics
         raise CliError(str(exc)) from None
     print(f'wrote {report["frames"]} frames to {report["bag"]} ({report["size_bytes"] / 1e6:.1f} MB, '
           f'{time.perf_counter() - start:.1f} s): ' + ', '.join(f'{t} x{n}' for t, n in report['topics'].items()))

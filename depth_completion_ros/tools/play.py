@@ -23,6 +23,8 @@ from depth_completion_ros.ros import bagio
 from depth_completion_ros.ros.runtime import ensure_local_ros
 from depth_completion_ros.tools.common import CliError
 
+SUBSCRIBER_SETTLE_S = 1.0
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('bag', help='rosbag2 folder (mcap or sqlite3)')
@@ -38,9 +40,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--clock', action='store_true', help='publish /clock (rosgraph_msgs/Clock) for use_sim_time')
     parser.add_argument('--clock-hz', type=float, default=50.0, help='/clock rate between messages')
     parser.add_argument('--wait-for-subscribers', type=float, default=0.0, metavar='SECONDS',
-                        help='wait up to this long until every topic of --wait-topics has a subscriber')
+                        help='before the first message, wait up to this long for the subscribers (a node that is '
+                             'still starting misses nothing): every topic of --wait-topics, or, without it, until '
+                             'some topic has a subscriber and no new one appeared for 1 s; then plays anyway, '
+                             'with a warning')
     parser.add_argument('--wait-topics', nargs='+', default=None,
-                        help='topics (bag names) that need a subscriber before playing (default: all)')
+                        help='topics (bag names) that need a subscriber before playing (default: see above)')
     parser.add_argument('--pace-topic', default=None, metavar='OUTPUT_TOPIC',
                         help='closed loop: publish the next --pace-on message only after one more message arrived '
                              'here (e.g. /depth_completion/depth), so a slow node sees every frame')
@@ -68,7 +73,7 @@ class BagPlayer:
     def __init__(self, node: Any, bag: str | Path, rate: float = 1.0, topics: list[str] | None = None,
                  remaps: dict[str, str] | None = None, qos: str = 'reliable', qos_depth: int = 10,
                  clock: bool = False, clock_hz: float = 50.0, start_offset_s: float = 0.0) -> None:
-        from depth_completion_ros.ros.qos import make_qos
+        from depth_completion_ros.ros.qos import latched_qos, make_qos
 
         if rate <= 0:
             raise ValueError(f'rate must be > 0, got {rate}')
@@ -86,14 +91,21 @@ class BagPlayer:
         if missing:
             raise ValueError(f'topics not in the bag: {missing} (the bag has {sorted(available)})')
         profile = make_qos(qos, qos_depth)
+        # topics recorded from transient-local publishers (/tf_static) are offered that way again, with room
+        # for all their messages, so tf2 and RViz (transient-local subscribers) get them even when late
+        self.latched = bagio.latched_topics(self.bag)
         self.publishers: dict[str, Any] = {}
         for topic in wanted:
-            msgtype = available[topic][0]
+            msgtype, count = available[topic]
             msg_cls = bagio.rclpy_class(msgtype)
             if msg_cls is None:
                 self.skipped_types[topic] = msgtype
                 continue
-            self.publishers[topic] = node.create_publisher(msg_cls, self.remaps.get(topic, topic), profile)
+            topic_profile = profile
+            if topic in self.latched:
+                topic_profile = latched_qos()
+                topic_profile.depth = max(1, min(int(count), 100))
+            self.publishers[topic] = node.create_publisher(msg_cls, self.remaps.get(topic, topic), topic_profile)
         self.pace: tuple[str, Any, float] | None = None
         self.pace_received = 0
         self.pace_timeouts = 0
@@ -127,11 +139,25 @@ class BagPlayer:
             self.pace_timeouts += 1
             self.pace_received = expected  # do not wait twice for a frame the node dropped
 
-    def wait_for_subscribers(self, timeout_s: float, topics: list[str] | None = None) -> bool:
-        publishers = [p for t, p in self.publishers.items() if topics is None or t in topics]
+    def wait_for_subscribers(self, timeout_s: float, topics: list[str] | None = None,
+                             settle_s: float = SUBSCRIBER_SETTLE_S) -> bool:
+        """Block until the subscribers are there (at most ``timeout_s``); True when they are.
+
+        With ``topics``: every one of them has a subscriber. Without: at least one topic has one and the set of
+        matched topics has not changed for ``settle_s`` (a node creates all its subscriptions at once; topics
+        nobody reads, such as a ground-truth topic, must not hold playback back).
+        """
+        publishers = {t: p for t, p in self.publishers.items() if topics is None or t in topics}
         deadline = time.monotonic() + timeout_s
+        matched: frozenset[str] = frozenset()
+        changed_at = time.monotonic()
         while time.monotonic() < deadline:
-            if all(p.get_subscription_count() > 0 for p in publishers):
+            now_matched = frozenset(t for t, p in publishers.items() if p.get_subscription_count() > 0)
+            if now_matched != matched:
+                matched, changed_at = now_matched, time.monotonic()
+            if len(matched) == len(publishers):
+                return True
+            if topics is None and matched and time.monotonic() - changed_at >= settle_s:
                 return True
             time.sleep(0.05)
         return False
@@ -211,10 +237,17 @@ def main(args: argparse.Namespace) -> int:
         for topic, msgtype in player.skipped_types.items():
             print(f'play: skipping {topic} ({msgtype}: its Python message package is not importable here)',
                   file=sys.stderr)
-        if args.wait_for_subscribers > 0 and not player.wait_for_subscribers(args.wait_for_subscribers,
-                                                                                   args.wait_topics):
-            print(f'play: warning: not every topic had a subscriber after {args.wait_for_subscribers} s',
-                  file=sys.stderr)
+        if args.wait_for_subscribers > 0:
+            waited = time.monotonic()
+            print(f'play: waiting up to {args.wait_for_subscribers:g} s for subscribers '
+                  f'({", ".join(args.wait_topics) if args.wait_topics else "any topic of the bag"}) ...', flush=True)
+            ready = player.wait_for_subscribers(args.wait_for_subscribers, args.wait_topics)
+            heard = sorted(t for t, p in player.publishers.items() if p.get_subscription_count() > 0)
+            if ready:
+                print(f'play: subscribed after {time.monotonic() - waited:.1f} s: {", ".join(heard)}', flush=True)
+            else:
+                print(f'play: warning: after {args.wait_for_subscribers:g} s only {len(heard)} topic(s) have a '
+                      f'subscriber ({", ".join(heard) or "none"}); playing anyway', file=sys.stderr, flush=True)
         if args.pace_topic:
             from sensor_msgs.msg import Image
 
