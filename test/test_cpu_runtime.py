@@ -12,7 +12,7 @@ import pytest
 from depth_completion_ros.core import cpu_runtime
 from depth_completion_ros.ros import params
 
-# A fresh interpreter: configure, then import torch, then a frame-like pattern of 1..30 MiB tensors.
+# A fresh interpreter: configure, then import torch, then frames of 8 x 16 MiB activations.
 CHILD = '''
 import json, os, resource, sys
 from depth_completion_ros.core.cpu_runtime import configure_cpu
@@ -20,7 +20,7 @@ settings = configure_cpu(threads=1, wait_policy="passive", malloc=sys.argv[1])
 policy_before_torch = os.environ["OMP_WAIT_POLICY"]
 import torch
 def frame():
-    tensors = [torch.ones(mib * 2 ** 18) for mib in (1, 3, 5, 9, 17, 30, 2, 12)]
+    tensors = [torch.ones(16 * 2 ** 18) for _ in range(8)]   # 8 x 16 MiB: > 2x any trim threshold glibc adapts to
     del tensors
 for _ in range(3):
     frame()
@@ -41,13 +41,15 @@ def run_child(malloc: str) -> dict:
 
 @pytest.mark.skipif(not sys.platform.startswith('linux'), reason='glibc malloc and /proc page faults: Linux')
 def test_settings_before_torch_and_tuned_malloc_stops_page_faults() -> None:
-    # the smaller of two tuned runs: the kernel's proactive reclaim (DAMON) may page out an idle heap now and then
+    # The smaller of two tuned runs: the kernel's proactive reclaim (DAMON) may page out an idle heap now and then.
     tuned = min((run_child('tuned') for _ in range(2)), key=lambda child: child['faults'])
     system = run_child('system')
     assert tuned['policy'] == 'PASSIVE' and tuned['threads'] == 1 == system['threads']
     assert tuned['settings']['malloc'] == 'glibc tuned' and system['settings']['malloc'] == 'system'
-    assert tuned['faults'] < 50                        # buffers come back from the heap: no page faults
-    assert system['faults'] > 5 * max(tuned['faults'], 10), (system, tuned)
+    # Tuned: freed activations stay in the heap and come back without a page fault (16 MiB = 4096 pages; glibc
+    # left alone trims them back to the kernel whenever they end up at the heap top: 0 to ~3300 faults/frame
+    # here, depending on the heap's layout, which is why only the tuned side is asserted exactly).
+    assert tuned['faults'] < 50, tuned
 
 
 def test_after_torch_import_the_wait_policy_warns_and_threads_still_apply(monkeypatch) -> None:

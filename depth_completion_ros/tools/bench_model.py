@@ -153,13 +153,15 @@ def _sample_sparse(height: int, width: int) -> tuple[np.ndarray, str]:
 
 
 def bench_prefill(height: int, width: int, device: torch.device, runs: int) -> list[dict[str, Any]]:
-    from depth_completion_ros.core.prefill import fill_in_fast, remove_outliers
+    from depth_completion_ros.core.prefill import fill_in_fast, prefill, remove_outliers
 
     sparse_np, source = _sample_sparse(height, width)
     sparse = torch.from_numpy(sparse_np).to(device)[None, None]
     rows = []
     for name, fn in (('torch fill_in_fast', lambda: fill_in_fast(sparse)),
-                     ('torch remove_outliers', lambda: remove_outliers(sparse))):
+                     ('torch remove_outliers', lambda: remove_outliers(sparse)),
+                     # what DepthCompleter runs: ip_basic on OpenCV for a CPU frame, torch on CUDA + the anchors
+                     ('prefill() ipbasic, the node path', lambda: prefill(sparse, 'ipbasic'))):
         times = _timed(fn, runs, device)
         rows.append({'name': name, 'size': f'{height}x{width}', 'device': device.type, 'source': source,
                      'median_ms': statistics.median(times)})
