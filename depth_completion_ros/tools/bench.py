@@ -1,4 +1,5 @@
-"""``depth-completion bench {geometry,model,node,soak} [OPTIONS]``: benchmark scripts that print numbers (and JSON).
+"""``depth-completion bench {geometry,model,node,soak,cpu,gpu} [OPTIONS]``: benchmark scripts that print numbers
+(and JSON).
 
 Each target is a subcommand with its own options: ``depth-completion bench model --help`` lists them.
 """
@@ -14,6 +15,10 @@ TARGETS = {
     'node': ('depth_completion_ros.tools.bench_node', 'the node end to end: throughput, latency, drops'),
     'soak': ('depth_completion_ros.tools.bench_soak',
              'the node for N minutes, real frames + malformed mix: outputs/s, latency, RSS growth'),
+    'cpu': ('depth_completion_ros.tools.bench_cpu',
+            "threads x OpenMP wait policy x malloc, idle and under load, vs the machine's fp32 limit"),
+    'gpu': ('depth_completion_ros.tools.bench_gpu',
+            'the GPU path in one run: all variants x fp32/fp16/bf16 x compile, prefill, node -> JSON + markdown'),
 }
 
 
