@@ -48,7 +48,16 @@ def test_compressed_yuv422_and_bayer_bags_give_every_frame_with_the_decoded_colo
     assert result['node_stats']['frames_out'] == FRAMES, result['node_log'][-2000:]
     depth = _recorded(tmp_path / 'out', f'{OUTPUT_NS}/depth')
     clouds = _recorded(tmp_path / 'out', f'{OUTPUT_NS}/points')
-    assert len(depth) == len(clouds) == FRAMES
+    confidence = _recorded(tmp_path / 'out', f'{OUTPUT_NS}/confidence')
+    assert len(depth) == len(clouds) == FRAMES and sorted(confidence) == sorted(depth)
+    for stamp, depth_msg in depth.items():  # ~/confidence: same stamp, frame and size; 0..1, 0 where unknown
+        confidence_msg = confidence[stamp]
+        assert (confidence_msg.encoding, confidence_msg.header.frame_id, confidence_msg.width,
+                confidence_msg.height) == ('32FC1', depth_msg.header.frame_id, depth_msg.width, depth_msg.height)
+        values = np.frombuffer(confidence_msg.data.tobytes(), np.float32).reshape(HEIGHT, WIDTH)
+        unknown = np.isnan(np.frombuffer(depth_msg.data.tobytes(), np.float32).reshape(HEIGHT, WIDTH))
+        assert (values >= 0).all() and (values <= 1).all() and (values[unknown] == 0).all()
+        assert values[~unknown].max() > 0.99 and np.median(values[~unknown]) > 0.1
     originals = [frame.rgb for frame in street_sequence(SEED, FRAMES, width=WIDTH, height=HEIGHT)]
     for rgb, stamp in zip(originals, sorted(clouds), strict=True):
         cloud = clouds[stamp]
