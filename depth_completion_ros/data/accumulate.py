@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -73,19 +72,36 @@ def estimate_poses(scans: Sequence[np.ndarray], threads: int = 2, progress: bool
 
 
 def _agreement(depth: np.ndarray, own: np.ndarray, support_px: tuple[int, int]) -> np.ndarray:
-    """Per pixel, the smallest relative difference between ``depth`` and an own return within the
-    ``support_px`` window (inf where the window holds none). One vectorised pass per window offset."""
+    """Per pixel of ``depth`` that has a value, the smallest relative difference to an own return within the
+    ``support_px`` window (inf where the window holds none; 0-depth pixels get inf). Vectorised over the
+    measured pixels, one pass per window offset."""
     rows, cols = support_px
-    height, width = own.shape
     padded = np.pad(own, ((rows // 2, rows // 2), (cols // 2, cols // 2)))
-    best = np.full(own.shape, np.inf, np.float32)
+    r, c = np.nonzero(depth > 0)
+    values = depth[r, c]
+    best = np.full(values.shape, np.inf, np.float32)
     for dy in range(rows):
         for dx in range(cols):
-            shifted = padded[dy:dy + height, dx:dx + width]
+            shifted = padded[r + dy, c + dx]
             with np.errstate(divide='ignore', invalid='ignore'):
-                relative = np.where(shifted > 0, np.abs(depth - shifted) / shifted, np.inf)
-            np.minimum(best, relative, out=best)
-    return best
+                np.minimum(best, np.where(shifted > 0, np.abs(values - shifted) / shifted, np.inf), out=best)
+    out = np.full(depth.shape, np.inf, np.float32)
+    out[r, c] = best
+    return out
+
+
+def _median_of_returns(stack: np.ndarray) -> np.ndarray:
+    """Per pixel, the median of the non-zero values of a KxHxW stack (0 where none)."""
+    merged = np.zeros(stack.shape[1:], np.float32)
+    counts = (stack > 0).sum(axis=0)
+    has = counts > 0
+    if not has.any():
+        return merged
+    values = np.sort(np.where(stack[:, has] > 0, stack[:, has], np.inf), axis=0)   # returns first, inf after
+    n = counts[has]
+    columns = np.arange(n.size)
+    merged[has] = 0.5 * (values[(n - 1) // 2, columns] + values[n // 2, columns])
+    return merged
 
 
 def accumulate_depth(index: int, scans: Sequence[np.ndarray], poses: np.ndarray, T_cam_lidar: RigidTransform,
@@ -105,16 +121,11 @@ def accumulate_depth(index: int, scans: Sequence[np.ndarray], poses: np.ndarray,
     stack = np.zeros((len(neighbours), *own.shape), np.float32)
     for k, j in enumerate(neighbours):            # a handful of scans; each projection is vectorised
         here_from_there = RigidTransform.from_matrix(np.linalg.solve(world_from_here, poses[j]))
-        depth = scan_depth(here_from_there.apply(np.asarray(scans[j])[:, :3].astype(np.float64)), T_cam_lidar,
-                           camera)
+        depth = scan_depth(scans[j], T_cam_lidar @ here_from_there, camera)
         if check:
             depth = np.where((depth > 0) & (_agreement(depth, own, support_px) <= tolerance), depth, 0.0)
         stack[k] = depth
-    merged = np.zeros_like(own)
-    if len(neighbours):
-        with warnings.catch_warnings():   # all-NaN pixels are expected: most pixels have no return at all
-            warnings.simplefilter('ignore', RuntimeWarning)
-            merged = np.nan_to_num(np.nanmedian(np.where(stack > 0, stack, np.nan), axis=0), nan=0.0)
+    merged = _median_of_returns(stack)
     target = np.where(own > 0, own, merged).astype(np.float32)
     if remove_parallax:
         # Far points seen through a near object (the LiDAR sits behind and above the camera) agree with the own
