@@ -73,10 +73,11 @@ class DepthCompletionPipeline:
 
     def __init__(self, settings: PipelineSettings | None = None, variant: str = 'mini', weights: str = '',
                  device: str = 'auto', precision: str = 'fp32',
-                 completer_factory: CompleterFactory | None = None) -> None:
+                 completer_factory: CompleterFactory | None = None, prefill_method: str = 'auto') -> None:
         self.settings = settings or PipelineSettings()
         self.variant = variant
         self.weights = weights
+        self.prefill_method = prefill_method
         self.device = device
         self.precision = precision
         self._factory = completer_factory or self._default_factory
@@ -92,8 +93,23 @@ class DepthCompletionPipeline:
         from depth_completion_ros.model.inference import DepthCompleter  # torch import only when needed
 
         weights = None if prefill_only else (self.weights or resolve_shipped_weights(self.variant))
+        method = self.resolved_prefill_method() if prefill_only else self.prefill_method
         return DepthCompleter(variant=self.variant, weights=weights, device=self.device,
-                              precision=self.precision, prefill_only=prefill_only)
+                              precision=self.precision, prefill_only=prefill_only, prefill_method=method)
+
+    def resolved_prefill_method(self) -> str:
+        """The prefill this pipeline runs: an explicit ``prefill_method``, else (``auto``) the one stored in the
+        configured weights, so prefill-only output is the very map the network would start from."""
+        from depth_completion_ros.core.prefill import DEFAULT_PREFILL
+        from depth_completion_ros.model.weights import WeightsError, read_metadata, resolve_weights
+
+        if self.prefill_method != 'auto':
+            return self.prefill_method
+        try:
+            name = self.weights or resolve_shipped_weights(self.variant)
+            return str(read_metadata(resolve_weights(name))['prefill'])
+        except (WeightsError, ValueError):      # no weights for this variant: prefill only, ip_basic
+            return DEFAULT_PREFILL
 
     def ensure_network(self) -> None:
         """Load the network now (raises the model's error, e.g. WeightsError, when that is impossible)."""

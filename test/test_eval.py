@@ -69,9 +69,62 @@ def test_eval_cli_json_schema(random_weights: Path, capsys: pytest.CaptureFixtur
     lines = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
     assert len(lines) == 1
     result = json.loads(lines[0])
-    assert set(result) == {'prefill', 'model', 'frames'} and result['frames'] == 1
-    for side in ('prefill', 'model'):
-        assert METRIC_KEYS <= set(result[side])
-        assert all(np.isfinite(result[side][k]) for k in METRIC_KEYS)
-    assert sorted(p.name for p in (tmp_path / 'panels').iterdir()) == ['street_1000000_depth.png',
-                                                                       'street_1000000_error.png']
+    assert set(result) == {'protocol', 'frames', 'prefill_method', 'sparsity', 'methods', 'prefill', 'model'}
+    assert result['frames'] == 1 and result['prefill_method'] == 'ipbasic'
+    assert set(result['methods']) == {'ipbasic', 'nearest', 'linear', 'network'}
+    assert result['prefill'] == result['methods']['ipbasic'] and result['model'] == result['methods']['network']
+    for side in result['methods'].values():
+        assert METRIC_KEYS <= set(side)
+        assert all(np.isfinite(side[k]) for k in METRIC_KEYS)
+    assert sorted(p.name for p in (tmp_path / 'panels').iterdir()) == [
+        'index.html', 'metrics.png', 'street_1000000_depth.png', 'street_1000000_error.png']
+
+
+def test_eval_peer_columns_equal_direct_scipy_calls(random_weights: Path, nyu_dir: Path) -> None:
+    """NYU protocol on a real Kinect frame: the nearest/linear columns are griddata on the same 500 points,
+    scored on the same pixels."""
+    from scipy.interpolate import griddata
+
+    from depth_completion_ros.core.metrics import depth_metrics
+    from depth_completion_ros.data.loaders import open_source
+    from depth_completion_ros.training.evaluate import evaluate
+
+    source = open_source(f'rgbd:{nyu_dir}', intrinsics=(518, 519, 325.5, 253.5), depth_scale=1000)
+    protocol = Protocol.parse('sample-points:500')
+    result = evaluate(source, protocol, weights=random_weights, device='cpu', seed=4, max_frames=1)
+    _, sparse_in, target = protocol_inputs(source[0], protocol, 4)
+    points = np.argwhere(sparse_in > 0).astype(np.float64)
+    values = sparse_in[sparse_in > 0].astype(np.float64)
+    pixels = np.argwhere(np.ones_like(sparse_in, bool)).astype(np.float64)
+    nearest = griddata(points, values, pixels, method='nearest').reshape(sparse_in.shape)
+    linear = griddata(points, values, pixels, method='linear').reshape(sparse_in.shape)
+    linear = np.where(np.isnan(linear), nearest, linear)                  # outside the hull: nearest (documented)
+    for name, direct in (('nearest', nearest), ('linear', linear)):
+        expected = depth_metrics(direct, target)
+        for key in ('rmse_mm', 'mae_mm', 'rel', 'd1'):
+            assert result['methods'][name][key] == pytest.approx(expected[key], rel=1e-4, abs=1e-6), (name, key)
+    assert result['methods']['linear']['rmse_mm'] < result['methods']['ipbasic']['rmse_mm']   # the issue's finding
+
+
+def test_sweep_parsing_and_points_sweep_changes_only_the_input() -> None:
+    from depth_completion_ros.training.evaluate import Sparsity
+
+    assert Sparsity.parse('lines=64,32,16') == Sparsity('lines', (64, 32, 16))
+    for bad in ('lines=', 'beams=4', 'points=0,5', 'points=a'):
+        with pytest.raises(ValueError):
+            Sparsity.parse(bad)
+    sample = _sample()
+    sample.gt = np.where(sample.sparse > 0, sample.sparse, 5.0).astype(np.float32)
+    for level in (10, 40):
+        _, network_input, target = protocol_inputs(sample, Protocol.parse('sample-points:500'), 0, ('points', level))
+        assert (network_input > 0).sum() == level and np.array_equal(target, sample.gt)
+    _, network_input, target = protocol_inputs(sample, Protocol.parse('holdout-points'), 0, ('points', 100))
+    assert (network_input > 0).sum() + (target > 0).sum() == 100
+
+
+def test_eval_cli_bad_sweep_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    from depth_completion_ros.cli import main
+
+    assert main(['eval', '--data', 'synthetic:room', '--sweep', 'beams=3']) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and 'lines=64,32,16' in err[0]

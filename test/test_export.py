@@ -40,7 +40,8 @@ def test_cli_main_writes_verifies_and_describes_the_inputs(tmp_path: Path,
     meta = ort.InferenceSession(str(tmp_path / 'm.onnx'), providers=['CPUExecutionProvider']).get_modelmeta()
     props = meta.custom_metadata_map
     assert props['variant'] == 'mini' and props['weights'] == 'lrru_mini'
-    assert 'fill_in_fast' in props['prefill'] and 'metres' in props['units']
+    assert props['prefill_method'] == 'ipbasic' and 'core.prefill.prefill' in props['prefill']
+    assert 'metres' in props['units']
     assert set(json.loads(props['inputs'])) == set(export.INPUT_NAMES)
 
     # docs/ONNX.md's onnxruntime example, run as written (at another size than the traced one): its depth is
@@ -60,7 +61,7 @@ def test_cli_main_writes_verifies_and_describes_the_inputs(tmp_path: Path,
     assert depth.shape == sparse.shape == (64, 96) and depth.dtype == np.float32
     model, _info = load_model('lrru_mini')
     sparse_t = torch.from_numpy(sparse)[None, None]
-    fill, anchors = prefill(sparse_t)
+    fill, anchors = prefill(sparse_t, 'ipbasic')
     with torch.inference_mode():
         expected = model(torch.from_numpy(rgb).permute(2, 0, 1)[None].float(), sparse_t, fill, anchors)[-1][0, 0]
     expected = np.maximum(expected.numpy(), anchors[anchors > 0].min().item())

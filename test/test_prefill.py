@@ -302,3 +302,37 @@ def test_remove_outliers_identical_to_conv_version(kitti_sparse: list[np.ndarray
         x = _random_maps(4)[-2]
         expected = conv_remove_outliers(x, sum_dtype=torch.float64, windows=(size,))
         assert torch.equal(remove_outliers(x, windows=(size,)), expected), size
+
+
+# ------------------------------------------------------------------ CPU ip_basic on OpenCV vs the torch version
+# The two run the same steps with the same borders; the median is exact in both (float32, every output is one of
+# the inputs), so the only difference is float rounding in the 5x5 Gaussian (OpenCV sums the separable taps in
+# another order). Depths are inverted around 100 m there, where one float32 ulp is 7.6e-6 m: a few ulps.
+CV2_TORCH_TOLERANCE_M = 1e-4
+
+
+def test_opencv_ipbasic_equals_torch_on_kitti(kitti_sparse: list[np.ndarray]) -> None:
+    from depth_completion_ros.core.prefill import dense_prefill, fill_in_fast_cv2
+
+    for sparse in kitti_sparse:
+        expected = fill_in_fast(torch.from_numpy(sparse)[None, None])[0, 0].numpy()
+        got = fill_in_fast_cv2(sparse)
+        assert got.dtype == np.float32 and got.shape == sparse.shape
+        assert float(np.abs(got - expected).max()) <= CV2_TORCH_TOLERANCE_M
+        assert bool((got > 0).all())
+        # prefill on a CPU tensor takes the OpenCV path: same map as the direct call, bit for bit
+        assert np.array_equal(dense_prefill(torch.from_numpy(sparse), 'ipbasic').numpy(), got)
+    without_holes_pass = fill_in_fast_cv2(kitti_sparse[0], fill_holes=False)
+    assert np.array_equal(without_holes_pass, reference_fill_in_fast(kitti_sparse[0]))   # the test's own steps
+
+
+def test_prefill_methods_by_name(kitti_sparse: list[np.ndarray]) -> None:
+    from depth_completion_ros.core.prefill import PREFILL_METHODS, dense_prefill
+
+    crop = torch.from_numpy(kitti_sparse[0][-120:, 400:700].copy())
+    for method in PREFILL_METHODS:
+        dense = dense_prefill(crop[None, None], method)
+        assert dense.shape == (1, 1, 120, 300) and bool((dense > 0).all()), method
+    measured = crop > 0.1
+    for method in ('nearest', 'linear'):                                # scattered-data fills keep every point
+        assert torch.equal(dense_prefill(crop, method)[measured], crop[measured])

@@ -133,3 +133,28 @@ def test_spec_errors_name_the_fix(tmp_path: Path, raw_dir: Path) -> None:
     for spec, message in cases:
         with pytest.raises(DataError, match=message):
             open_source(spec)
+
+
+def test_mix_of_new_sources_feeds_training(shared_data: Path) -> None:
+    from depth_completion_ros.data.datasets import MixedDepthDataset, parse_mix
+
+    raw = shared_data / 'kitti_raw_2011_09_26_udacity_seq'
+    accumulated = parse_mix(f'kitti-raw-accum:{raw}?frames=10&window=1=0.5,kitti-raw:{raw}?frames=0-35,40')
+    assert [(s.spec, s.weight) for s in accumulated] == [(f'kitti-raw-accum:{raw}?frames=10&window=1', 0.5),
+                                                         (f'kitti-raw:{raw}?frames=0-35,40', 1.0)]
+    mix = parse_mix(f'7scenes:{shared_data / "sevenscenes_redkitchen"}?frames=0-100,150=2,'
+                    f'kitti-dc-gt:{shared_data / "kitti_dc_2011_09_30_weison"}')
+    assert [(s.spec.split(':')[0], s.weight) for s in mix] == [('7scenes', 2.0), ('kitti-dc-gt', 1.0)]
+    dataset = MixedDepthDataset(mix, (128, 256), length=6, seed=3, augment=False)
+    kinds: dict[float, list] = {530.0: [], 707.0912: []}    # fx tells the source apart
+    for i in range(len(dataset)):
+        item = dataset[i]
+        kinds[round(float(item['K'][0, 0]), 4)].append(item)
+    assert all(kinds.values())
+    for item in kinds[530.0]:                              # Kinect: a few hundred sampled points, dense target
+        points, target = int((item['sparse'] > 0).sum()), int((item['gt'] > 0).sum())
+        assert 8 <= points < 0.01 * target
+    for item in kinds[707.0912]:                           # simulated LiDAR lines in, ground truth out
+        assert 0 < (item['sparse'] > 0).sum() < 0.6 * (item['gt'] > 0).sum()
+    with pytest.raises(DataError, match='bad data mix'):
+        parse_mix('synthetic:street=0')

@@ -75,3 +75,21 @@ def test_drop_points_and_kinect_holes(nyu_dir: Path) -> None:
     blobs = kinect_holes(sample.sparse, np.random.default_rng(2), edge_drop=0.0, blobs=6)
     assert 0 < ((sample.sparse > 0) & (blobs == 0)).mean() < 0.3
     assert np.array_equal(blobs[blobs > 0], sample.sparse[blobs > 0])   # never invents or moves depth
+
+
+def test_simulated_lines_land_on_the_rings_of_a_known_lidar() -> None:
+    """On a synthetic street with a known LiDAR (nominal HDL-64E angles, known mounting), lines simulated from
+    the dense rendered depth fall where that LiDAR's own returns are."""
+    from scipy.ndimage import binary_dilation
+
+    from depth_completion_ros.data.sparsity import simulate_lidar_lines
+    from depth_completion_ros.data.synthetic import LIDAR_AZIMUTH_STEP_DEG, LIDAR_ELEVATIONS_DEG, street_frame
+
+    frame = street_frame(4, width=621, height=188)
+    simulated = simulate_lidar_lines(frame.gt_depth, frame.camera, T_cam_lidar=frame.T_cam_lidar,
+                                     elevations_deg=LIDAR_ELEVATIONS_DEG, azimuth_step_deg=LIDAR_AZIMUTH_STEP_DEG) > 0
+    real = frame.sparse > 0
+    around = np.ones((3, 3), bool)
+    assert (simulated & binary_dilation(real, around)).sum() > 0.7 * simulated.sum()
+    assert (real & binary_dilation(simulated, around)).sum() > 0.8 * real.sum()
+    assert simulated.sum() == pytest.approx(real.sum(), rel=0.4)     # the simulation has no drop-outs

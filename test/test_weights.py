@@ -99,3 +99,42 @@ def test_bf16_close_to_fp32() -> None:
             low = model(*inputs)[-1]
     assert low.dtype == torch.float32                # TDU aggregation is kept in fp32
     assert float((low - ref).abs().max()) < 0.5
+
+
+# ------------------------------------------------------------------ the prefill travels with the weights
+def test_prefill_method_round_trips_through_metadata(tmp_path: Path) -> None:
+    from depth_completion_ros.model.inference import resolve_prefill_method
+    from depth_completion_ros.training.train import checkpoint_to_weights, save_checkpoint
+
+    model = build_model('mini')
+    linear = save_weights(model, tmp_path / 'linear.safetensors', prefill='linear')
+    assert read_metadata(linear)['prefill'] == 'linear'
+    assert load_model(linear)[1]['prefill'] == 'linear'
+    completer = DepthCompleter('mini', weights=linear, device='cpu')
+    assert completer.prefill_method == 'linear'                                    # auto = from the file
+    with pytest.raises(ValueError, match="trained with the 'linear' prefill"):
+        DepthCompleter('mini', weights=linear, device='cpu', prefill_method='ipbasic')
+    assert DepthCompleter('mini', weights=linear, device='cpu', prefill_method='linear').prefill_method == 'linear'
+    assert DepthCompleter(prefill_only=True, prefill_method='nearest').prefill_method == 'nearest'
+    # a file written before the key existed was trained with ip_basic
+    assert resolve_prefill_method('auto', {'variant': 'mini'}) == 'ipbasic'
+    with pytest.raises(ValueError, match='unknown prefill'):
+        save_weights(model, tmp_path / 'bad.safetensors', prefill='bilinear')
+    # a training checkpoint keeps the method of its run's config
+    optimizer = torch.optim.AdamW(model.parameters())
+    save_checkpoint(tmp_path / 'ckpt.safetensors', model, optimizer, 7, {'config': {'prefill': 'nearest'}})
+    converted = checkpoint_to_weights(tmp_path / 'ckpt.safetensors', tmp_path / 'from_ckpt.safetensors')
+    assert read_metadata(converted)['prefill'] == 'nearest'
+    # and the completer really runs that prefill: with zeroed updates the network output is the linear fill
+    from depth_completion_ros.core.interpolation import fill_linear
+    from depth_completion_ros.training.train import freeze_aggregation, start_as_prefill
+
+    start_as_prefill(model)
+    freeze_aggregation(model)
+    zero = save_weights(model, tmp_path / 'zero.safetensors', prefill='linear')
+    rgb, sparse, _ = _inputs(30, 40)
+    sparse_np = sparse[0, 0].numpy()
+    result = DepthCompleter('mini', weights=zero, device='cpu').complete(
+        rgb[0].permute(1, 2, 0).numpy().astype(np.uint8), sparse_np)
+    assert np.allclose(result.prefill, fill_linear(sparse_np))
+    assert np.allclose(result.depth, result.prefill, atol=1e-4)

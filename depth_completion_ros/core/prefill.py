@@ -20,6 +20,9 @@ i.e. the mean of the nearest surrounding data, in O(H*W). A map with no valid pi
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -417,13 +420,99 @@ def remove_outliers(sparse: torch.Tensor, threshold: float = 1.0,
     return _restore(cleaned.view_as(values), rank)
 
 
-PREFILL_METHODS = {'fast': fill_in_fast, 'multiscale': fill_in_multiscale}
+# ------------------------------------------------------------------------------------ CPU ip_basic (OpenCV)
+_CV_KERNELS: dict[str, np.ndarray] = {}
 
 
-def prefill(sparse: torch.Tensor, method: str = 'fast') -> tuple[torch.Tensor, torch.Tensor]:
-    """``(dense prefill, anchors)``: the prefill is computed from the raw sparse map (as LRRU does); anchors are
-    the outlier-cleaned points that the network re-imposes before every update."""
+def _cv_kernel(name: str) -> np.ndarray:
+    if not _CV_KERNELS:
+        _CV_KERNELS.update({f'full{k}': np.ones((k, k), np.uint8) for k in (5, 7, 31)})
+        _CV_KERNELS['diamond5'] = diamond_mask(5).numpy().astype(np.uint8)
+    return _CV_KERNELS[name]
+
+
+def fill_in_fast_cv2(sparse: np.ndarray, max_depth: float = 100.0, extrapolate: bool = True,
+                     blur: str = 'gaussian', fill_holes: bool = True) -> np.ndarray:
+    """:func:`fill_in_fast` on the CPU with OpenCV's morphology, median and Gaussian: ``HxW`` float32 numpy
+    in, dense ``HxW`` float32 out. Same steps and borders as the torch version (module docstring); the only
+    differences are float rounding in the Gaussian (separable sums in another order), < 1e-4 m
+    (test/test_prefill.py). The hole pass reuses the torch :func:`fill_remaining_holes` on the same memory."""
+    import cv2
+
+    if blur not in ('gaussian', 'none'):
+        raise ValueError(f"blur must be 'gaussian' or 'none', got {blur!r}")
+    depth = np.nan_to_num(np.asarray(sparse, np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    valid = depth > VALID_THRESHOLD
+    x = np.where(valid, np.float32(max_depth) - depth, np.float32(0.0)).astype(np.float32)
+    x = cv2.dilate(x, _cv_kernel('diamond5'))
+    x = cv2.morphologyEx(x, cv2.MORPH_CLOSE, _cv_kernel('full5'))
+    empty = x < VALID_THRESHOLD
+    x = np.where(empty, cv2.dilate(x, _cv_kernel('full7')), x)
+    if extrapolate:
+        seen = x > VALID_THRESHOLD
+        top_row = seen.argmax(axis=0)                                    # 0 for empty columns: untouched
+        top_value = x[top_row, np.arange(x.shape[1])]
+        above = np.arange(x.shape[0])[:, None] < top_row[None, :]
+        x = np.where(above, top_value[None, :], x)
+    empty = x < VALID_THRESHOLD
+    x = np.where(empty, cv2.dilate(x, _cv_kernel('full31')), x)
+    x = cv2.medianBlur(np.ascontiguousarray(x, np.float32), 5)
+    if blur == 'gaussian':
+        x = np.where(x > VALID_THRESHOLD, cv2.GaussianBlur(x, (5, 5), 0), x)
+    x = np.where(x > VALID_THRESHOLD, np.float32(max_depth) - x, np.float32(0.0)).astype(np.float32)
+    if fill_holes:
+        x = fill_remaining_holes(torch.from_numpy(x)[None, None])[0, 0].numpy()
+    return x
+
+
+def _opencv_available() -> bool:
+    try:
+        import cv2  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+# ---------------------------------------------------------------------------------------- prefill by name
+# ``ipbasic``: LiDAR line patterns (LRRU's prefill). ``nearest`` / ``linear``: scattered points (the NYU
+# protocol's 500 samples) and depth-camera holes (core/interpolation.py). ``multiscale``: ip_basic's variant.
+PREFILL_METHODS = ('ipbasic', 'multiscale', 'nearest', 'linear')
+DEFAULT_PREFILL = 'ipbasic'
+
+
+def check_prefill_method(method: str) -> str:
     if method not in PREFILL_METHODS:
         raise ValueError(f'unknown prefill method {method!r}; choose from {", ".join(PREFILL_METHODS)}')
-    dense = PREFILL_METHODS[method](sparse)
-    return dense, remove_outliers(sparse)
+    return method
+
+
+def _per_image_numpy(depth: torch.Tensor, fill: Callable[[np.ndarray], np.ndarray]) -> torch.Tensor:
+    """Apply a numpy ``HxW -> HxW`` fill to every image of a ``B,1,H,W`` tensor (CPU work, result on its device)."""
+    images = depth.detach().to('cpu', torch.float32).numpy()
+    out = np.stack([fill(image[0])[None] for image in images])
+    return torch.from_numpy(out).to(depth.device)
+
+
+def dense_prefill(sparse: torch.Tensor, method: str = DEFAULT_PREFILL) -> torch.Tensor:
+    """The dense prefill alone. ``ipbasic`` runs on OpenCV for CPU tensors (when cv2 is installed) and in torch
+    elsewhere, so a CUDA frame stays on the GPU; ``nearest``/``linear`` always run in scipy on the CPU."""
+    from .interpolation import interpolate
+
+    check_prefill_method(method)
+    depth, rank = _as_batch(sparse)
+    if method == 'ipbasic':
+        if depth.device.type == 'cpu' and _opencv_available():
+            dense = _per_image_numpy(depth, fill_in_fast_cv2)
+        else:
+            dense = fill_in_fast(depth)
+    elif method == 'multiscale':
+        dense = fill_in_multiscale(depth)
+    else:
+        dense = _per_image_numpy(depth, lambda image: interpolate(image, method))
+    return _restore(dense, rank)
+
+
+def prefill(sparse: torch.Tensor, method: str = DEFAULT_PREFILL) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(dense prefill, anchors)``: the prefill is computed from the raw sparse map (as LRRU does); anchors are
+    the outlier-cleaned points that the network re-imposes before every update (for every method)."""
+    return dense_prefill(sparse, method), remove_outliers(sparse)

@@ -8,12 +8,15 @@ Item: ``rgb`` 3xHxW float 0..255, ``sparse`` 1xHxW m (network input, 0 = none), 
 - ``synthetic:room``: input = a few hundred samples of the simulated Kinect depth (density as NYU's 500 points
   at 640x480, x0.5..x2) or, sometimes, the full Kinect map; target = dense ground truth.
 - sources with ground truth (``kitti-dc``): input = sensor, target = ground truth, random crop.
-- RGB-D folders: input = sampled points of the sensor depth, target = the sensor depth.
+- depth-camera sources (``rgbd``, ``7scenes``): input = sampled points of the sensor depth, target = the sensor
+  depth.
+- ``kitti-dc-gt``: input = the simulated line pattern, ``kitti-raw-accum``: target = the accumulated scans.
 - sources without ground truth (``kitti-object``, ``bag``): self-supervised — a random 10..30% of the measured
   points is hidden from the input and becomes the target (data/holdout.py).
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,8 +24,9 @@ import torch
 from torch.utils.data import Dataset
 
 from depth_completion_ros.core.prefill import remove_outliers
+from depth_completion_ros.data.errors import DataError
 from depth_completion_ros.data.holdout import hide_points, sample_points
-from depth_completion_ros.data.loaders import RGBDFolder, Sample, crop_sample, open_source
+from depth_completion_ros.data.loaders import Sample, crop_sample, open_source
 
 NYU_POINT_DENSITY = 500 / (640 * 480)
 MAX_TARGET_DEPTH_M = 100.0   # KITTI ground truth ends around 85 m; far synthetic facades would dominate L2
@@ -48,16 +52,32 @@ class SourceSpec:
 
 
 def parse_mix(text: str) -> list[SourceSpec]:
-    """``'synthetic:street=0.6,synthetic:room=0.2,kitti-object:/path=0.2'`` (weights default to 1)."""
+    """``'synthetic:street=0.6,synthetic:room=0.2,kitti-object:/path=0.2'`` (weights default to 1).
+
+    Specs may carry options with commas and '=' (``kitti-raw:DIR?frames=0-35,40=0.5``): a new spec starts only
+    at a comma followed by ``<kind>:``, and a trailing ``=number`` is a weight unless it is the value of the
+    spec's last option (``kitti-raw:DIR?frames=12`` has weight 1)."""
+    from depth_completion_ros.data.loaders import KINDS
+
+    starts = '|'.join(re.escape(kind) for kind in sorted(KINDS, key=len, reverse=True))
     specs = []
-    for part in filter(None, (p.strip() for p in text.split(','))):
+    for part in filter(None, (p.strip() for p in re.split(rf',(?=\s*(?:{starts}):)', text))):
         spec, sep, weight = part.rpartition('=')
-        if not sep:
+        query = spec.partition('?')[2]
+        if not sep or ('?' in spec and '=' not in query.rpartition('&')[2]) or not _is_number(weight):
             spec, weight = part, '1'
         specs.append(SourceSpec(spec, float(weight)))
     if not specs or any(s.weight < 0 for s in specs) or sum(s.weight for s in specs) <= 0:
-        raise ValueError(f'bad data mix {text!r}')
+        raise DataError(f'bad data mix {text!r}: write spec=weight,spec=weight (weights >= 0, not all 0)')
     return specs
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def sample_to_tensors(rgb: np.ndarray, sparse: np.ndarray, gt: np.ndarray, K: np.ndarray) -> dict[str, torch.Tensor]:
@@ -137,7 +157,7 @@ class MixedDepthDataset(Dataset):
 
     def _real(self, source: object, rng: np.random.Generator) -> dict[str, torch.Tensor]:
         sample = self._random_crop(source[int(rng.integers(len(source)))], rng)  # type: ignore[index]
-        if isinstance(source, RGBDFolder):
+        if getattr(source, 'depth_camera', False):   # input and reference are the same sensor map
             n_points = max(8, int(NYU_POINT_DENSITY * rng.uniform(0.5, 2.0) * self.crop[0] * self.crop[1]))
             sparse = sample_points(sample.sparse, n_points, seed=int(rng.integers(1 << 31)))
             return sample_to_tensors(sample.rgb, sparse, sample.sparse, sample.camera.K)

@@ -28,8 +28,9 @@ def hide_points(sparse: np.ndarray, fraction: float = 0.2, seed: int = 0) -> tup
     return visible.reshape(sparse.shape), hidden.reshape(sparse.shape)
 
 
-def sample_points(depth: np.ndarray, n_points: int, seed: int = 0) -> np.ndarray:
-    """HxW float32 map holding ``n_points`` randomly chosen valid pixels of ``depth`` (all of them if fewer)."""
+def sample_points(depth: np.ndarray, n_points: int, seed: int | np.random.Generator = 0) -> np.ndarray:
+    """HxW float32 map holding ``n_points`` randomly chosen valid pixels of ``depth`` (all of them if fewer);
+    ``seed`` may also be a Generator (augmentation draws from its own stream)."""
     valid = np.flatnonzero(depth.reshape(-1) > 0)
     chosen = np.random.default_rng(seed).choice(valid, size=min(n_points, valid.size), replace=False)
     out = np.zeros(depth.size, np.float32)

@@ -212,6 +212,8 @@ class RGBDFolder:
     replace the file. The sensor depth is both the measurement and the reference (protocols decide what is
     fed and what is scored)."""
 
+    depth_camera = True   # sparse and gt are the same dense sensor map: training samples points from it
+
     def __init__(self, root: str | Path, intrinsics: Sequence[float] | None = None,
                  depth_scale: float | None = None, frames: FrameSelection | None = None) -> None:
         self.root = Path(root)

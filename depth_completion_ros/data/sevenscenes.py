@@ -31,6 +31,7 @@ from depth_completion_ros.data.spec import FrameSelection, frame_number
 KINECT_V1_COLOUR_INTRINSICS = (530.0, 530.0, 319.5, 239.5)
 DEPTH_IN_COLOUR_M = (-0.02, -0.005, 0.0)   # depth (IR) camera origin in the colour camera frame
 INVALID_DEPTH_VALUES = (0, 65535)
+REGISTERED_CACHE_FRAMES = 256   # registered maps kept in memory as uint16 mm (0.6 MB each at 640x480)
 
 
 def read_sevenscenes_depth(path: Path) -> np.ndarray:
@@ -48,6 +49,8 @@ def read_sevenscenes_depth(path: Path) -> np.ndarray:
 
 class SevenScenesFolder:
     """Frames of one 7-Scenes sequence folder (or its parent holding ``data/``)."""
+
+    depth_camera = True   # sparse and gt are the same dense sensor map: training samples points from it
 
     def __init__(self, root: str | Path, frames: FrameSelection | None = None, register: bool = True,
                  colour_intrinsics: tuple[float, float, float, float] = KINECT_V1_COLOUR_INTRINSICS,
@@ -77,6 +80,7 @@ class SevenScenesFolder:
         self.register = register
         self.colour_intrinsics = colour_intrinsics
         self.T_colour_depth = RigidTransform(np.eye(3), np.asarray(depth_in_colour_m, np.float64))
+        self._registered: dict[int, np.ndarray] = {}   # training reads each frame many times
 
     def __len__(self) -> int:
         return len(self.items)
@@ -97,7 +101,12 @@ class SevenScenesFolder:
         if self.register:
             fx, fy, cx, cy = self.colour_intrinsics
             camera = CameraModel.from_intrinsics(fx, fy, cx, cy, rgb.shape[1], rgb.shape[0], frame_id='camera')
-            depth = register_depth(depth, depth_camera, camera, self.T_colour_depth)
+            if index not in self._registered:
+                registered = register_depth(depth, depth_camera, camera, self.T_colour_depth)
+                if len(self._registered) >= REGISTERED_CACHE_FRAMES:
+                    self._registered.pop(next(iter(self._registered)))
+                self._registered[index] = np.round(np.asarray(registered) * 1000).astype(np.uint16)
+            depth = self._registered[index].astype(np.float32) / np.float32(1000.0)   # mm, as recorded
         else:
             if depth.shape != rgb.shape[:2]:
                 raise DataError(f'{depth_path}: depth {depth.shape} and colour {rgb.shape[:2]} differ; '

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..core.prefill import VALID_THRESHOLD
+from ..core.prefill import DEFAULT_PREFILL, VALID_THRESHOLD, check_prefill_method
 from ..core.prefill import prefill as run_prefill
 from .blocks import BasicBlock
 from .lrru import LRRU, build_model
@@ -88,13 +88,29 @@ def fuse_for_inference(model: nn.Module) -> nn.Module:
     return fused
 
 
+def resolve_prefill_method(requested: str, metadata: dict[str, Any]) -> str:
+    """``'auto'``: the prefill the weights were trained with (``metadata['prefill']``; files without the key
+    predate the choice and were trained with ip_basic). An explicit method must match the weights, since a
+    network only corrects the prefill it learned on; without weights (prefill only / untrained) it is free."""
+    stored = metadata.get('prefill') if metadata else None
+    if requested == 'auto':
+        return check_prefill_method(str(stored or DEFAULT_PREFILL))
+    check_prefill_method(requested)
+    if stored is not None and requested != stored:
+        raise ValueError(f'these weights were trained with the {stored!r} prefill; prefill {requested!r} was '
+                         f'requested (use auto, or weights trained with {requested!r})')
+    return requested
+
+
 class DepthCompleter:
     """Runs prefill + LRRU on one frame.
 
     ``weights``: a shipped name (``'lrru_mini'``; the default follows ``variant``, e.g. ``lrru_tiny``), a path,
     or ``None`` for random initialisation (tests only).
     ``precision``: fp32 | fp16 | bf16 (autocast; the TDU aggregation itself stays fp32). ``channels_last`` is
-    applied on CUDA only. ``prefill_only`` skips the network (returns the ip_basic prefill).
+    applied on CUDA only. ``prefill_only`` skips the network (returns the prefill).
+    ``prefill_method``: ``auto`` (default) = the prefill stored in the weights' metadata (ip_basic for files
+    without it and without weights), or one of ``core.prefill.PREFILL_METHODS`` (must match the weights).
     ``fuse`` (default): run an eval-only copy with BatchNorm folded into the convolutions
     (:func:`fuse_for_inference`), in channels_last on CPU (faster there with oneDNN); ``self.model`` stays the
     trained module (its ``state_dict`` format is unchanged) and the copy is rebuilt if its tensors change.
@@ -103,13 +119,12 @@ class DepthCompleter:
 
     def __init__(self, variant: str = 'mini', weights: str | Path | None = 'lrru_mini', device: str = 'auto',
                  precision: str = 'fp32', prefill_only: bool = False, channels_last: bool = False,
-                 prefill_method: str = 'fast', fuse: bool = True) -> None:
+                 prefill_method: str = 'auto', fuse: bool = True) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f'precision must be one of {", ".join(PRECISIONS)}, got {precision!r}')
         self.device = resolve_device(device)
         self.precision = precision
         self.prefill_only = prefill_only
-        self.prefill_method = prefill_method
         self.metadata: dict[str, Any] = {}
         self.model: LRRU | None = None
         self.fuse = fuse
@@ -130,6 +145,7 @@ class DepthCompleter:
         else:
             self.channels_last = False
         self.variant = variant
+        self.prefill_method = resolve_prefill_method(prefill_method, self.metadata)
 
     def network(self) -> nn.Module:
         """The module that ``complete`` runs: the fused copy (rebuilt when ``self.model``'s tensors changed,

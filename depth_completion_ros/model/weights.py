@@ -1,8 +1,11 @@
 """LRRU weights as safetensors with a JSON metadata block; shipped weights resolved by name.
 
 File layout: a plain safetensors file whose ``__metadata__`` holds one key, ``lrru``, with a JSON object:
-``{"format": 1, "variant": "mini", "config": {...LRRUConfig...}, "training": {...}, "package_version": "x.y.z",
-...user metadata}``. Nothing is ever unpickled (no ``torch.load``).
+``{"format": 1, "variant": "mini", "config": {...LRRUConfig...}, "prefill": "ipbasic", "training": {...},
+"package_version": "x.y.z", ...user metadata}``. ``prefill`` names the ``core.prefill`` method the network was
+trained on (it learned corrections of *that* fill); inference reads it back (``DepthCompleter(prefill_method=
+'auto')``). Files written before the key existed were trained with ip_basic. Nothing is ever unpickled (no
+``torch.load``).
 """
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from typing import Any
 
 import torch
 
+from ..core.prefill import DEFAULT_PREFILL, check_prefill_method
 from .config import LRRUConfig, get_config
 from .lrru import LRRU
 
@@ -32,13 +36,16 @@ def _package_version() -> str:
         return 'unknown'
 
 
-def save_weights(model: LRRU, path: str | Path, metadata: dict[str, Any] | None = None) -> Path:
-    """Write ``model``'s state dict (CPU, contiguous) and metadata; returns the path."""
+def save_weights(model: LRRU, path: str | Path, metadata: dict[str, Any] | None = None,
+                 prefill: str | None = None) -> Path:
+    """Write ``model``'s state dict (CPU, contiguous) and metadata; returns the path. ``prefill`` (or
+    ``metadata['prefill']``; default ip_basic) is the prefill method the network was trained with."""
     from safetensors.torch import save_file
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     info: dict[str, Any] = dict(metadata or {})
+    info['prefill'] = check_prefill_method(prefill or str(info.get('prefill', DEFAULT_PREFILL)))
     info.update({'format': FORMAT_VERSION, 'variant': model.config.name, 'config': model.config.to_dict(),
                  'package_version': _package_version()})
     info.setdefault('training', {})
@@ -48,7 +55,7 @@ def save_weights(model: LRRU, path: str | Path, metadata: dict[str, Any] | None 
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:
-    """The metadata block of a weights file, without loading tensors."""
+    """The metadata block of a weights file, without loading tensors (``prefill`` filled in for old files)."""
     from safetensors import safe_open
 
     path = Path(path)
@@ -67,6 +74,7 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
         raise WeightsError(f'{path}: metadata block is not valid JSON ({error})') from error
     if not isinstance(info, dict) or 'variant' not in info:
         raise WeightsError(f'{path}: metadata block lacks the variant name')
+    info.setdefault('prefill', DEFAULT_PREFILL)
     return info
 
 

@@ -191,7 +191,8 @@ class DepthCompletionNode(Node):
         try:
             return DepthCompletionPipeline(self.settings, variant=self.values['model.variant'],
                                            weights=self.values['model.weights'], device=self.values['model.device'],
-                                           precision=self.values['model.precision'])
+                                           precision=self.values['model.precision'],
+                                           prefill_method=self.values['prefill.method'])
         except Exception as exc:  # WeightsError, FileNotFoundError, CUDA unavailable, ...
             raise StartupError(f'model: {exc}') from None
 

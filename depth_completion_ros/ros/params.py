@@ -107,7 +107,11 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     P('model.device', 'auto', 'Inference device: auto (cuda if available), cuda, cpu.',
       choices=('auto', 'cuda', 'cpu')),
     P('model.precision', 'fp32', 'Inference precision (fp16/bf16 on CUDA).', choices=('fp32', 'fp16', 'bf16')),
-    P('prefill_only', False, 'Publish the non-learned prefill (ip_basic) instead of running the network.',
+    P('prefill.method', 'auto', 'Non-learned prefill the network corrects: auto = the one stored in the weights '
+      '(the network only works with the prefill it was trained on); ipbasic (LiDAR line patterns), linear or '
+      'nearest (scattered points, depth-camera holes), multiscale. An explicit value must match the weights '
+      'unless prefill_only.', choices=('auto', 'ipbasic', 'multiscale', 'nearest', 'linear')),
+    P('prefill_only', False, 'Publish the non-learned prefill (prefill.method) instead of running the network.',
       runtime=True),
     P('output.encoding', '32FC1', 'Output depth encoding: 32FC1 metres with NaN unknown (REP 118) or '
       '16UC1 millimetres with 0 unknown.', runtime=True, choices=('32FC1', '16UC1')),

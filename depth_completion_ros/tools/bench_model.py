@@ -166,8 +166,19 @@ def bench_prefill(height: int, width: int, device: torch.device, runs: int) -> l
     except ImportError:
         return rows
     times = _timed(lambda: reference(sparse_np), runs, torch.device('cpu'))
+    reference_ms = statistics.median(times)
     rows.append({'name': 'OpenCV fill_in_fast (reference, CPU)', 'size': f'{height}x{width}', 'device': 'cpu',
-                 'source': source, 'median_ms': statistics.median(times)})
+                 'source': source, 'median_ms': reference_ms})
+    # What the node runs on a CPU frame (core.prefill.dense_prefill: ipbasic on OpenCV + the hole pass; the
+    # scipy fills for scattered input), with the ratio to the reference steps above (issue 11: <= 2x).
+    from depth_completion_ros.core.prefill import dense_prefill
+
+    sparse_cpu = torch.from_numpy(sparse_np)
+    for method in ('ipbasic', 'linear', 'nearest'):
+        times = _timed(lambda method=method: dense_prefill(sparse_cpu, method), runs, torch.device('cpu'))
+        rows.append({'name': f'core prefill {method} (CPU)', 'size': f'{height}x{width}', 'device': 'cpu',
+                     'source': source, 'median_ms': statistics.median(times),
+                     'vs_opencv_reference': round(statistics.median(times) / reference_ms, 2)})
     return rows
 
 

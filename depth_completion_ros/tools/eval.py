@@ -1,19 +1,40 @@
-"""``depth-completion eval``: prefill vs network metrics on synthetic, KITTI, RGB-D or rosbag data."""
+"""``depth-completion eval``: the network, its prefill and the classical peers side by side, on synthetic, KITTI,
+RGB-D or rosbag data, optionally over a sparsity sweep."""
 from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from depth_completion_ros.tools.common import CliError, print_written, progress
+
+# Default protocol per data kind: RGB-D folders are scored as NYUv2 (500 sampled points), data with LiDAR
+# ground truth as KITTI-DC, everything else by hiding 20 % of the measured points.
+DEFAULT_PROTOCOLS = {'rgbd': 'sample-points:500', '7scenes': 'sample-points:500', 'kitti-dc': 'kitti',
+                     'kitti-dc-gt': 'kitti', 'synthetic:room': 'sample-points:500', 'synthetic:street': 'kitti'}
+
+
+def default_protocol(data: str) -> str:
+    kind = data.split(':', 1)[0]
+    if kind == 'synthetic':
+        kind = ':'.join(data.split(':', 2)[:2])
+    return DEFAULT_PROTOCOLS.get(kind, 'holdout-points')
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--data', required=True,
                         help='synthetic:street|room, kitti-dc:DIR, kitti-object:DIR, rgbd:DIR, bag:PATH')
-    parser.add_argument('--protocol', default='holdout-points',
-                        help='kitti | holdout-points[:FRACTION] | sample-points:N')
-    parser.add_argument('--weights', default='lrru_mini', help='shipped name or .safetensors path')
+    parser.add_argument('--protocol', default='auto',
+                        help='kitti | holdout-points[:FRACTION] | sample-points:N | auto (RGB-D: sample-points:500, '
+                             'KITTI-DC: kitti, others: holdout-points)')
+    parser.add_argument('--weights', default='lrru_mini',
+                        help='shipped name or .safetensors path; its stored prefill is used')
     parser.add_argument('--variant', default=None, help='check the weights are this variant (default: from file)')
+    parser.add_argument('--peers', default='ipbasic,nearest,linear',
+                        help='classical methods printed beside the network (its own prefill is always included)')
+    parser.add_argument('--sweep', default=None, metavar='lines=64,32,16|points=50,200,500',
+                        help='evaluate at each sparsity level; prints one row per level and writes a plot '
+                             '(sweep.png in --save, else ./eval_sweep.png)')
     parser.add_argument('--device', default='auto', choices=('auto', 'cpu', 'cuda'),
                         help='inference device (auto: cuda if available)')
     parser.add_argument('--seed', type=int, default=0, help='seed of point hiding / sampling (per frame: +index)')
@@ -27,37 +48,72 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--info-topic', default=None, help='bag: camera_info topic (default: the bag\'s own)')
     parser.add_argument('--points-topic', default=None, help='bag: PointCloud2 topic (default: the bag\'s own)')
     parser.add_argument('--depth-topic', default=None, help='bag: depth image topic (rgbd bags)')
-    parser.add_argument('--save', default=None, metavar='DIR', help='write colourised depth and error maps')
-    parser.add_argument('--json', action='store_true', help='print one JSON object {prefill, model, frames}')
+    parser.add_argument('--save', default=None, metavar='DIR',
+                        help='write per-frame depth and error panels of every method, index.html and metrics.png')
+    parser.add_argument('--json', action='store_true', help='print one JSON object (methods, prefill, model, frames)')
     parser.add_argument('--per-frame', action='store_true', help='include per-frame RMSE (JSON) / print it')
+
+
+def _json_result(result: dict, per_frame: bool) -> dict:
+    keys = ('protocol', 'frames', 'prefill_method', 'sparsity', 'methods', 'prefill', 'model')
+    out = {k: result[k] for k in keys}
+    if per_frame:
+        out['per_frame'] = result['per_frame']
+    return out
 
 
 def main(args: argparse.Namespace) -> int:
     from depth_completion_ros.data.loaders import open_source
-    from depth_completion_ros.training.evaluate import Protocol, evaluate, format_table
+    from depth_completion_ros.training.evaluate import (
+        CLASSICAL,
+        Protocol,
+        Sparsity,
+        evaluate,
+        format_sweep,
+        format_table,
+        plot_sweep,
+        sweep,
+    )
 
-    bag_options = {k: v for k, v in (('image_topic', args.image_topic), ('info_topic', args.info_topic),
-                                     ('points_topic', args.points_topic), ('depth_topic', args.depth_topic)) if v}
-    try:  # the data and protocol specs are the user's input: their errors are user errors
+    try:  # the data, protocol and sweep specs are the user's input: their errors are user errors
+        protocol = Protocol.parse(default_protocol(args.data) if args.protocol == 'auto' else args.protocol)
+        levels = Sparsity.parse(args.sweep) if args.sweep else None
+        peers = tuple(p for p in args.peers.split(',') if p)
+        unknown = [p for p in peers if p not in CLASSICAL]
+        if unknown:
+            raise ValueError(f'unknown peer(s) {", ".join(unknown)}; choose from {", ".join(CLASSICAL)}')
+        bag_options = {k: v for k, v in (('image_topic', args.image_topic), ('info_topic', args.info_topic),
+                                         ('points_topic', args.points_topic), ('depth_topic', args.depth_topic))
+                       if v}
         source = open_source(args.data, intrinsics=args.intrinsics, depth_scale=args.depth_scale,
                              synthetic_count=args.synthetic_frames, kitti_split=args.kitti_split, **bag_options)
-        protocol = Protocol.parse(args.protocol)
     except ValueError as exc:
-        raise CliError(f'{exc} (see `depth-completion eval --help` for --data, --protocol, --intrinsics)') from None
-    result = evaluate(source, protocol, weights=args.weights, variant=args.variant,
-                      device=args.device, seed=args.seed, max_frames=args.max_frames, save_dir=args.save,
-                      progress=lambda frames: progress(frames, desc='eval'))
+        raise CliError(f'{exc} (see `depth-completion eval --help` for --data, --protocol, --sweep, --peers)') \
+            from None
+    options = dict(weights=args.weights, variant=args.variant, device=args.device, seed=args.seed,
+                   max_frames=args.max_frames, save_dir=args.save, peers=peers,
+                   progress=lambda frames: progress(frames, desc='eval'))
+    if levels is not None:
+        results = sweep(source, protocol, levels, **options)
+        plot_path = Path(args.save) / 'sweep.png' if args.save else Path('eval_sweep.png')
+        plot_sweep(results, levels, plot_path)
+        if args.json:
+            print(json.dumps({'sweep': args.sweep, 'plot': str(plot_path),
+                              'levels': [_json_result(r, args.per_frame) for r in results]}))
+        else:
+            print(format_sweep(results))
+            print_written([('sweep plot', str(plot_path))] + ([('panels per level', args.save)] if args.save else []))
+        return 0
+    result = evaluate(source, protocol, **options)
     if args.json:
-        out = {'prefill': result['prefill'], 'model': result['model'], 'frames': result['frames']}
-        if args.per_frame:
-            out['per_frame'] = result['per_frame']
-        print(json.dumps(out))
+        print(json.dumps(_json_result(result, args.per_frame)))
         return 0
     print(format_table(result))
     if args.per_frame:
         for row in result['per_frame']:
-            print(f'  {row["name"]}: prefill {row["prefill_rmse_mm"]:.1f} mm, network {row["model_rmse_mm"]:.1f} mm '
-                  f'({row["scored_pixels"]} scored, {row["input_points"]} input points)')
+            scores = ', '.join(f'{k} {v:.1f}' for k, v in row['rmse_mm'].items())
+            print(f'  {row["name"]}: RMSE mm {scores} ({row["scored_pixels"]} scored, {row["input_points"]} input '
+                  'points)')
     if args.save:
-        print_written([('depth and error maps', args.save)])
+        print_written([('panels, index.html and metrics.png', args.save)])
     return 0

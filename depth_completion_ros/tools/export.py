@@ -25,8 +25,8 @@ OUTPUT_NAMES = ['depth_1', 'depth_2', 'depth_3', 'depth_4']
 INPUT_MEANINGS = {
     'rgb': 'camera image, B x 3 x H x W float32, RGB order, 0..255 (the model normalises inside)',
     'sparse': 'measured depth projected into the camera, B x 1 x H x W float32 metres, 0 = no measurement',
-    'prefill': 'dense non-learned prefill of sparse (ip_basic fill_in_fast: core.prefill.prefill(sparse, '
-               "method='fast')[0]), B x 1 x H x W float32 metres",
+    'prefill': 'dense non-learned prefill of sparse with the method the weights were trained on (metadata '
+               "prefill_method): core.prefill.prefill(sparse, method)[0], B x 1 x H x W float32 metres",
     'anchors': 'sparse with LRRU outlier removal (core.prefill.prefill(...)[1]), re-imposed before every update, '
                'B x 1 x H x W float32 metres, 0 = none',
 }
@@ -86,8 +86,8 @@ def add_metadata(path: str | Path, info: dict[str, str]) -> dict[str, str]:
     model = onnx.load(str(path))
     props = {**info, 'inputs': json.dumps(INPUT_MEANINGS), 'outputs': json.dumps(OUTPUT_MEANINGS),
              'units': 'depth in metres (float32), 0 = no measurement on inputs; rgb 0..255',
-             'prefill': "ip_basic fill_in_fast + LRRU outlier removal: depth_completion_ros.core.prefill.prefill("
-                        "sparse, method='fast') -> (prefill, anchors); not part of the graph",
+             'prefill': 'depth_completion_ros.core.prefill.prefill(sparse, method=<prefill_method>) -> '
+                        '(prefill, anchors with LRRU outlier removal); not part of the graph',
              'postprocess': 'the node clamps depth_4 from below at the nearest anchor depth and to max_range'}
     del model.metadata_props[:]
     for key, value in props.items():
@@ -120,6 +120,7 @@ def verify_onnx(model: torch.nn.Module, path: str | Path, sizes: list[tuple[int,
 
 
 def main(args: argparse.Namespace) -> int:
+    from depth_completion_ros.core.prefill import DEFAULT_PREFILL
     from depth_completion_ros.model import build_model, load_model
 
     if args.opset < 16:
@@ -129,15 +130,17 @@ def main(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise CliError('the onnx package is not installed: pip install onnx onnxscript') from exc
     if args.random:
-        model, weights_name = build_model(args.variant), 'random (untrained)'
+        model, weights_name, prefill_method = build_model(args.variant), 'random (untrained)', DEFAULT_PREFILL
     else:
         model, info = load_model(args.weights, variant=args.variant)
         weights_name = str(info.get('name') or args.weights)
+        prefill_method = str(info.get('prefill', DEFAULT_PREFILL))
     steps = progress(total=3, desc='export', unit='step')
     steps.set_postfix_str('tracing')
     path = export_onnx(model, args.out, args.height, args.width, args.opset, dynamic=not args.static)
     steps.update()
-    add_metadata(path, {'variant': args.variant, 'weights': weights_name, 'opset': str(args.opset),
+    add_metadata(path, {'variant': args.variant, 'weights': weights_name, 'prefill_method': prefill_method,
+                        'opset': str(args.opset),
                         'dynamic_hw': str(not args.static).lower(), 'traced_size': f'{args.height}x{args.width}',
                         'producer': 'depth_completion_ros export'})
     steps.update()

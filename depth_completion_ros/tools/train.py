@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from depth_completion_ros.core.prefill import PREFILL_METHODS
+
 
 def _pair(text: str) -> tuple[int, int]:
     height, _, width = text.lower().partition('x')
@@ -32,13 +34,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--out', default='runs/train', help='output folder (checkpoint, logs, plot, weights)')
     parser.add_argument('--resume', action='store_true', help='continue from OUT/checkpoint.safetensors')
     parser.add_argument('--init-weights', default=None, help='start from these weights (path or shipped name)')
-    parser.add_argument('--checkpoint-every', type=int, default=200, help='save a checkpoint every N steps')
+    parser.add_argument('--zero-updates', action='store_true',
+                        help='with --init-weights: zero the update heads so training starts at the prefill '
+                             '(keeps the learned features; use when changing --prefill)')
+    parser.add_argument('--checkpoint-every', type=int, default=200,
+                        help='save a checkpoint (and a weights snapshot OUT/lrru_<variant>_step<N>) every N steps')
     parser.add_argument('--log-every', type=int, default=10, help='print the loss every N steps')
     parser.add_argument('--rgbd-intrinsics', type=float, nargs=4, metavar=('FX', 'FY', 'CX', 'CY'), default=None,
                         help='intrinsics for rgbd: folders without intrinsics.json')
     parser.add_argument('--rgbd-depth-scale', type=float, default=None, help='stored depth units per metre')
     parser.add_argument('--learn-aggregation', action='store_true',
                         help='also train the shared TDU kernel/bias (LRRU does; frozen by default, see MODEL_CARD)')
+    parser.add_argument('--prefill', default='ipbasic', choices=PREFILL_METHODS,
+                        help='prefill the network learns to correct, stored in the weights (ipbasic: LiDAR lines; '
+                             'linear/nearest: scattered points and depth-camera holes)')
     parser.add_argument('--quiet', action='store_true', help='no progress bar')
 
 
@@ -55,9 +64,11 @@ def main(args: argparse.Namespace) -> int:
         variant=args.variant, data=args.data, crop=args.crop, batch=args.batch, iterations=iterations, lr=args.lr,
         weight_decay=args.weight_decay, seed=args.seed, workers=args.workers, amp=not args.no_amp,
         augment=not args.no_augment, device=args.device, out_dir=args.out, resume=args.resume,
-        init_weights=args.init_weights, checkpoint_every=args.checkpoint_every, log_every=args.log_every,
+        init_weights=args.init_weights, zero_updates=args.zero_updates, checkpoint_every=args.checkpoint_every,
+        log_every=args.log_every,
         rgbd_intrinsics=tuple(args.rgbd_intrinsics) if args.rgbd_intrinsics else None,
-        rgbd_depth_scale=args.rgbd_depth_scale, freeze_aggregation=not args.learn_aggregation)
+        rgbd_depth_scale=args.rgbd_depth_scale, freeze_aggregation=not args.learn_aggregation,
+        prefill=args.prefill)
     summary = train(config, progress=not args.quiet)
     if summary:
         print(json.dumps({k: summary[k] for k in ('iterations', 'wall_seconds', 'first_loss', 'final_loss')}))

@@ -42,12 +42,14 @@ class TrainConfig:
     out_dir: str = 'runs/train'
     resume: bool = False
     init_weights: str | None = None  # start from these weights (fine-tuning); optimiser starts fresh
+    zero_updates: bool = False       # with init_weights: re-zero the update heads, so the start is the prefill
     checkpoint_every: int = 200
     log_every: int = 10
     rgbd_intrinsics: tuple[float, float, float, float] | None = None
     rgbd_depth_scale: float | None = None
     decay_milestones: list[int] = field(default_factory=list)   # filled from the paper schedule when empty
     freeze_aggregation: bool = True  # keep the shared TDU kernel at ones and bias at 0 (see freeze_aggregation)
+    prefill: str = 'ipbasic'         # core.prefill method the network learns to correct; stored in the weights
 
 
 def lr_factor(step: int, milestones: list[int]) -> float:
@@ -107,8 +109,9 @@ def checkpoint_to_weights(checkpoint: str | Path, out: str | Path, variant: str 
     model = build_model(variant)
     tensors = load_file(str(checkpoint))
     model.load_state_dict({k[len('model.'):]: v for k, v in tensors.items() if k.startswith('model.')})
-    return save_weights(model, out, metadata={'training': {'from_checkpoint_step': meta['step'],
-                                                           'config': meta.get('config', {})}})
+    config = meta.get('config', {})
+    return save_weights(model, out, metadata={'training': {'from_checkpoint_step': meta['step'], 'config': config}},
+                        prefill=config.get('prefill', 'ipbasic'))
 
 
 # ---------------------------------------------------------------------------------------------- the loop
@@ -164,10 +167,12 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
     from torch.utils.data import DataLoader, DistributedSampler, Subset
     from tqdm import tqdm
 
-    from depth_completion_ros.core.prefill import prefill
-    from depth_completion_ros.data.datasets import MixedDepthDataset, parse_mix
+    from depth_completion_ros.core.prefill import check_prefill_method, prefill
+    from depth_completion_ros.data.datasets import parse_mix
     from depth_completion_ros.model import build_model, load_model, lrru_loss, save_weights
+    from depth_completion_ros.training.mix import SparsityMixDataset
 
+    check_prefill_method(config.prefill)
     rank, local_rank, world = _setup_distributed()
     device = _device(config.device, local_rank)
     torch.manual_seed(config.seed)
@@ -179,6 +184,8 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
     if config.init_weights:
         model, _ = load_model(config.init_weights, variant=config.variant)
         model.train()
+        if config.zero_updates:     # keep the learned features, restart the corrections (e.g. a new prefill)
+            start_as_prefill(model)
     else:
         model = build_model(config.variant)
         start_as_prefill(model)
@@ -198,7 +205,7 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
             model, device_ids=[local_rank] if device.type == 'cuda' else None)
 
     per_step = config.batch * world
-    dataset = MixedDepthDataset(parse_mix(config.data), config.crop, config.iterations * per_step, seed=config.seed,
+    dataset = SparsityMixDataset(parse_mix(config.data), config.crop, config.iterations * per_step, seed=config.seed,
                                 augment=config.augment, rgbd_intrinsics=config.rgbd_intrinsics,
                                 rgbd_depth_scale=config.rgbd_depth_scale)
     remaining = Subset(dataset, range(start_step * per_step, len(dataset)))   # resume = skip consumed items
@@ -227,7 +234,7 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
             group['lr'] = config.lr * lr_factor(step, milestones)
         rgb, sparse, gt = (batch[k].to(device, non_blocking=True) for k in ('rgb', 'sparse', 'gt'))
         with torch.no_grad():
-            dense, anchors = prefill(sparse)
+            dense, anchors = prefill(sparse, config.prefill)
         with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
             outputs = ddp_model(rgb, sparse, dense, anchors)
         loss = lrru_loss([o.float() for o in outputs], gt)
@@ -252,6 +259,9 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
             save_checkpoint(checkpoint, model, optimizer, step,
                             {'wall_seconds': history_seconds + time.perf_counter() - started,
                              'config': _jsonable(config)})
+            # A weights snapshot per checkpoint (1.4 MB for Mini): checkpoints are chosen on validation frames.
+            save_weights(model, out / f'lrru_{config.variant}_step{step}.safetensors', prefill=config.prefill,
+                         metadata={'training': {'step': step, 'config': _jsonable(config)}})
     bar.close()
     wall = history_seconds + time.perf_counter() - started
     summary: dict[str, Any] = {}
@@ -268,7 +278,8 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
         }
         (out / 'log.json').write_text(json.dumps({**summary, 'log': rows}, indent=1))
         plot_losses(csv_path, out / 'loss.png')
-        save_weights(model, out / f'lrru_{config.variant}.safetensors', metadata={'training': summary})
+        save_weights(model, out / f'lrru_{config.variant}.safetensors', metadata={'training': summary},
+                     prefill=config.prefill)
     if world > 1:
         import torch.distributed as dist
 
