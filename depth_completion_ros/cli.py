@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from typing import NoReturn
 
@@ -93,6 +94,11 @@ def main(argv: list[str] | None = None) -> int:
     if name not in SUBCOMMANDS:
         parser.error(f'unknown command {name!r}; choose from {", ".join(SUBCOMMANDS)}')
     prog = f'depth-completion {name}'
+    # Before any subcommand imports torch: OpenMP threads that sleep when idle (OMP_WAIT_POLICY from the
+    # environment wins when set) and reused malloc memory; children (node, player) inherit the environment.
+    from depth_completion_ros.core.cpu_runtime import configure_cpu
+
+    configure_cpu(wait_policy='env' if os.environ.get('OMP_WAIT_POLICY') else 'passive')
     from depth_completion_ros.tools.common import (
         EXIT_INTERRUPTED,
         EXIT_USER_ERROR,

@@ -73,13 +73,15 @@ class DepthCompletionPipeline:
 
     def __init__(self, settings: PipelineSettings | None = None, variant: str = 'mini', weights: str = '',
                  device: str = 'auto', precision: str = 'fp32',
-                 completer_factory: CompleterFactory | None = None, prefill_method: str = 'auto') -> None:
+                 completer_factory: CompleterFactory | None = None, prefill_method: str = 'auto',
+                 compile_model: bool = False) -> None:
         self.settings = settings or PipelineSettings()
         self.variant = variant
         self.weights = weights
         self.prefill_method = prefill_method
         self.device = device
         self.precision = precision
+        self.compile_model = compile_model
         self._factory = completer_factory or self._default_factory
         self._prefill_completer: Any = None
         self._network_completer: Any = None
@@ -95,7 +97,8 @@ class DepthCompletionPipeline:
         weights = None if prefill_only else (self.weights or resolve_shipped_weights(self.variant))
         method = self.resolved_prefill_method() if prefill_only else self.prefill_method
         return DepthCompleter(variant=self.variant, weights=weights, device=self.device,
-                              precision=self.precision, prefill_only=prefill_only, prefill_method=method)
+                              precision=self.precision, prefill_only=prefill_only, prefill_method=method,
+                              compile_model=self.compile_model and not prefill_only)
 
     def resolved_prefill_method(self) -> str:
         """The prefill this pipeline runs: an explicit ``prefill_method``, else (``auto``) the one stored in the

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from depth_completion_ros.core.cpu_runtime import configure_cpu
 from depth_completion_ros.ros.local_env import configure_local_ros
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -14,6 +15,8 @@ SHARED_DATA = Path(os.environ.get('DEPTH_COMPLETION_SHARED_DATA', REPO_ROOT.pare
 # Every ROS participant started by the tests (in this process or its subprocesses) stays on shared memory,
 # in a private domain, with logs in a temp dir. Set at import time, before any rclpy.init().
 configure_local_ros()
+# Idle OpenMP threads sleep instead of spinning on the shared cores (before any test module imports torch).
+configure_cpu(wait_policy='env' if os.environ.get('OMP_WAIT_POLICY') else 'passive')
 
 
 @pytest.fixture(scope='session')

@@ -4,6 +4,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import time
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -115,11 +117,13 @@ class DepthCompleter:
     (:func:`fuse_for_inference`), in channels_last on CPU (faster there with oneDNN); ``self.model`` stays the
     trained module (its ``state_dict`` format is unchanged) and the copy is rebuilt if its tensors change.
     Outputs agree with the unfused model up to float rounding.
+    ``compile_model``: run the network through ``torch.compile`` (for long-running nodes: the first frame of
+    each size waits for the compilation, ~1-2 min on CPU); if compiling fails, a warning and eager from then on.
     """
 
     def __init__(self, variant: str = 'mini', weights: str | Path | None = 'lrru_mini', device: str = 'auto',
                  precision: str = 'fp32', prefill_only: bool = False, channels_last: bool = False,
-                 prefill_method: str = 'auto', fuse: bool = True) -> None:
+                 prefill_method: str = 'auto', fuse: bool = True, compile_model: bool = False) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f'precision must be one of {", ".join(PRECISIONS)}, got {precision!r}')
         self.device = resolve_device(device)
@@ -130,6 +134,8 @@ class DepthCompleter:
         self.fuse = fuse
         self._fused: nn.Module | None = None
         self._fused_key: tuple | None = None
+        self.compile_model = compile_model
+        self._compiled: tuple[nn.Module, Callable] | None = None       # (source module, compiled callable)
         if not prefill_only:
             if weights == 'lrru_mini' and variant != 'mini':
                 weights = f'lrru_{variant}'       # the default name follows the requested variant
@@ -163,6 +169,21 @@ class DepthCompleter:
                     fused = fused.to(memory_format=torch.channels_last)
             self._fused, self._fused_key = fused, key
         return self._fused
+
+    def _run_network(self, *inputs: torch.Tensor) -> list[torch.Tensor]:
+        network = self.network()
+        if not self.compile_model:
+            return network(*inputs)
+        if self._compiled is None or self._compiled[0] is not network:
+            self._compiled = (network, torch.compile(network, dynamic=False))
+        try:
+            return self._compiled[1](*inputs)
+        except Exception as exc:  # compilation happens (and fails) at the first call: a C++ compiler missing, ...
+            first = (str(exc).strip().splitlines() or [''])[0][:200]
+            warnings.warn(f'torch.compile failed ({type(exc).__name__}: {first}); running the network eagerly',
+                          RuntimeWarning, stacklevel=2)
+            self.compile_model, self._compiled = False, None
+            return network(*inputs)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.precision == 'fp32':
@@ -198,7 +219,7 @@ class DepthCompleter:
         if self.channels_last:
             rgb_t = rgb_t.contiguous(memory_format=torch.channels_last)
         with self._autocast():
-            outputs = self.network()(rgb_t, sparse_t, dense, anchors)
+            outputs = self._run_network(rgb_t, sparse_t, dense, anchors)
         depth = outputs[-1][0, 0].float()
         # The residual updates are unbounded and can overshoot to ~0 or negative depth far from any measurement
         # (seen on NYU-density input). Nothing in the frame supports a surface nearer than the nearest measured

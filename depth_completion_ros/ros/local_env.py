@@ -6,17 +6,56 @@ subprocesses they start). Child processes inherit the environment.
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import tempfile
+from pathlib import Path
 
 # Shared memory only: no sockets at all. Segment larger than our biggest message (ROS.md §3.19).
 SHM_ONLY_TRANSPORTS = 'SHM?max_msg_size=4MB&sockets_size=32MB'
 
+# Private domains: 100..232 (232 is the largest id Fast DDS accepts; below 100 is left to people's own setups).
+PRIVATE_DOMAINS = range(100, 233)
+DOMAIN_LOCK_DIR = Path(tempfile.gettempdir()) / 'depth_completion_ros_domains'
+_held_domain: tuple[int, int] | None = None        # (domain, fd of its lock), kept open for the process's life
+
+
+def _try_lock(domain: int) -> int | None:
+    """An fd holding the exclusive lock of ``domain``, or None when another live process holds it."""
+    try:
+        fd = os.open(DOMAIN_LOCK_DIR / f'{domain}.lock', os.O_CREAT | os.O_RDWR, 0o666)
+    except PermissionError:              # another user's lock file: theirs
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
 
 def private_domain_id(seed: int | None = None) -> int:
-    """A ROS_DOMAIN_ID in 100..200 derived from the process id (or ``seed``), so parallel runs do not meet."""
-    base = os.getpid() if seed is None else seed
-    return 100 + base % 101
+    """A ROS_DOMAIN_ID in 100..232 that no other live run holds, so parallel runs (test suites, benchmarks,
+    demos of several engineers) never meet.
+
+    Taken with an exclusive ``flock`` on ``<tmp>/depth_completion_ros_domains/<id>.lock``, held until this
+    process exits (the kernel releases it, also after SIGKILL, so nothing goes stale). The search starts at an
+    id derived from the process id (or ``seed``). One domain per process: later calls return the same id. The
+    lock is not inherited; children get the id through ``ROS_DOMAIN_ID`` (runtime.ensure_local_ros keeps it).
+    """
+    global _held_domain
+    if _held_domain is not None:
+        return _held_domain[0]
+    DOMAIN_LOCK_DIR.mkdir(mode=0o777, exist_ok=True)
+    start = (os.getpid() if seed is None else seed) % len(PRIVATE_DOMAINS)
+    for step in range(len(PRIVATE_DOMAINS)):
+        domain = PRIVATE_DOMAINS[(start + step) % len(PRIVATE_DOMAINS)]
+        fd = _try_lock(domain)
+        if fd is not None:
+            _held_domain = (domain, fd)
+            return domain
+    raise RuntimeError(f'every ROS domain id {PRIVATE_DOMAINS.start}..{PRIVATE_DOMAINS.stop - 1} is held by another '
+                       f'run (locks in {DOMAIN_LOCK_DIR}); wait for one to finish')
 
 
 def configure_local_ros(domain_id: int | None = None, transport: str = 'shm',

@@ -34,6 +34,7 @@ from std_msgs.msg import Float64, String
 from depth_completion_ros.core import conversions
 from depth_completion_ros.core.camera import CameraModel, CameraModelError
 from depth_completion_ros.core.conversions import stamp_to_ns
+from depth_completion_ros.core.cpu_runtime import configure_cpu
 from depth_completion_ros.core.validity import ValiditySettings
 from depth_completion_ros.pipeline import (
     DepthCompletionPipeline,
@@ -57,6 +58,8 @@ from depth_completion_ros.ros.qos import make_qos
 from depth_completion_ros.ros.sync import ApproximateTimeSync, MatchedPair, Outcome
 
 NODE_NAME = 'depth_completion'
+# Start-up CPU parameters -> configure_cpu() keywords (applied before torch is imported).
+CPU_PARAMETERS = {'cpu.threads': 'threads', 'cpu.wait_policy': 'wait_policy', 'cpu.malloc': 'malloc'}
 WARN_PERIOD_S = 2.0
 
 
@@ -192,7 +195,8 @@ class DepthCompletionNode(Node):
             return DepthCompletionPipeline(self.settings, variant=self.values['model.variant'],
                                            weights=self.values['model.weights'], device=self.values['model.device'],
                                            precision=self.values['model.precision'],
-                                           prefill_method=self.values['prefill.method'])
+                                           prefill_method=self.values['prefill.method'],
+                                           compile_model=self.values['model.compile'])
         except Exception as exc:  # WeightsError, FileNotFoundError, CUDA unavailable, ...
             raise StartupError(f'model: {exc}') from None
 
@@ -599,6 +603,10 @@ def main(argv: list[str] | None = None) -> int:
     except param_table.ConfigError as exc:
         print(f'{prog}: error: {exc}', file=sys.stderr)
         return 2
+    # Before anything imports torch: libgomp reads the wait policy once, when it loads.
+    cpu = param_table.command_line_values(argv, list(CPU_PARAMETERS))
+    settings = configure_cpu(**{CPU_PARAMETERS[name]: value for name, value in cpu.items()})
+    print(f'[{NODE_NAME}] cpu: ' + ', '.join(f'{k}={v}' for k, v in settings.items()), flush=True)
     try:
         rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
     except Exception as exc:

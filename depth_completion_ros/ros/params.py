@@ -107,6 +107,17 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     P('model.device', 'auto', 'Inference device: auto (cuda if available), cuda, cpu.',
       choices=('auto', 'cuda', 'cpu')),
     P('model.precision', 'fp32', 'Inference precision (fp16/bf16 on CUDA).', choices=('fp32', 'fp16', 'bf16')),
+    P('model.compile', False, 'torch.compile the network (long-running nodes): the first frame of each input size '
+      'waits for the compilation (about 1-2 min on CPU, tens of seconds on a GPU), later frames may be faster. '
+      'Falls back to eager with a warning if compilation fails.'),
+    P('cpu.threads', 0, 'Torch intra-op threads for the network on CPU; 0 = torch\'s default (OMP_NUM_THREADS, '
+      'else one per physical core). Applied before torch starts.', min_value=0, max_value=256, step=1),
+    P('cpu.wait_policy', 'passive', 'OpenMP wait policy: passive (idle threads sleep: no collapse when other '
+      'processes share the cores), active (spin: only on cores of its own), env (keep OMP_WAIT_POLICY from the '
+      'environment). Applied before torch starts.', choices=('passive', 'active', 'env')),
+    P('cpu.malloc', 'tuned', 'tuned: raise glibc malloc\'s mmap/trim thresholds so per-frame buffers are reused '
+      'instead of page-faulted in every frame; system: leave malloc alone (also when jemalloc/tcmalloc is '
+      'LD_PRELOADed). Applied at start-up.', choices=('tuned', 'system')),
     P('prefill.method', 'auto', 'Non-learned prefill the network corrects: auto = the one stored in the weights '
       '(the network only works with the prefill it was trained on); ipbasic (LiDAR line patterns), linear or '
       'nearest (scattered points, depth-camera holes), multiscale. An explicit value must match the weights '
@@ -230,6 +241,21 @@ def parse_override(text: str) -> Any:
         return yaml.safe_load(text) if text.strip() else text
     except yaml.YAMLError:
         return text
+
+
+def command_line_values(argv: list[str], names: list[str]) -> dict[str, Any]:
+    """The values ``names`` will have in a node started with ``argv``: table default, then every
+    ``--params-file`` in order, then ``-p`` overrides (what rcl does). For settings needed before ``rclpy.init``
+    and before torch starts (``cpu.*``). Assumes :func:`check_command_line` passed."""
+    values = {name: PARAMETERS_BY_NAME[name].default for name in names}
+    for i, token in enumerate(argv[:-1]):
+        if token == '--params-file':
+            file_values = load_params_file(argv[i + 1])
+            values.update({name: file_values[name] for name in names if name in file_values})
+    for name, text in command_line_overrides(argv):
+        if name in values:
+            values[name] = parse_override(text)
+    return values
 
 
 def check_command_line(argv: list[str]) -> None:

@@ -1,4 +1,4 @@
-"""``depth-completion bench {geometry,model,node} [OPTIONS]``: benchmark scripts that print numbers (and JSON).
+"""``depth-completion bench {geometry,model,node,cpu,gpu} [OPTIONS]``: benchmark scripts that print numbers (and JSON).
 
 Each target is a subcommand with its own options: ``depth-completion bench model --help`` lists them.
 """
@@ -12,6 +12,10 @@ TARGETS = {
                  'PointCloud2 decode/encode, projection and back-projection timings'),
     'model': ('depth_completion_ros.tools.bench_model', 'LRRU forward latency and peak memory per variant, prefill'),
     'node': ('depth_completion_ros.tools.bench_node', 'the node end to end: throughput, latency, drops'),
+    'cpu': ('depth_completion_ros.tools.bench_cpu',
+            "threads x OpenMP wait policy x malloc, idle and under load, vs the machine's fp32 limit"),
+    'gpu': ('depth_completion_ros.tools.bench_gpu',
+            'the GPU path in one run: all variants x fp32/fp16/bf16 x compile, prefill, node -> JSON + markdown'),
 }
 
 

@@ -116,9 +116,12 @@ def bench_network(variant: str, height: int, width: int, device: torch.device, r
     row: dict[str, Any] = {'variant': variant, 'size': f'{height}x{width}', 'device': device.type,
                            'precision': precision, 'channels_last': channels_last, 'compile': compiled,
                            'fused': fused}
+    start = time.perf_counter()
+    forward()                    # first call: lazy initialisation, cuDNN autotuning, torch.compile
     if device.type == 'cuda':
-        forward()
         torch.cuda.synchronize(device)
+    row['first_call_s'] = round(time.perf_counter() - start, 2)
+    if device.type == 'cuda':
         torch.cuda.reset_peak_memory_stats(device)
         times = _timed(forward, runs, device)
         row['peak_mem_mb'] = torch.cuda.max_memory_allocated(device) / 2 ** 20
@@ -150,13 +153,15 @@ def _sample_sparse(height: int, width: int) -> tuple[np.ndarray, str]:
 
 
 def bench_prefill(height: int, width: int, device: torch.device, runs: int) -> list[dict[str, Any]]:
-    from depth_completion_ros.core.prefill import fill_in_fast, remove_outliers
+    from depth_completion_ros.core.prefill import fill_in_fast, prefill, remove_outliers
 
     sparse_np, source = _sample_sparse(height, width)
     sparse = torch.from_numpy(sparse_np).to(device)[None, None]
     rows = []
     for name, fn in (('torch fill_in_fast', lambda: fill_in_fast(sparse)),
-                     ('torch remove_outliers', lambda: remove_outliers(sparse))):
+                     ('torch remove_outliers', lambda: remove_outliers(sparse)),
+                     # what DepthCompleter runs: ip_basic on OpenCV for a CPU frame, torch on CUDA + the anchors
+                     ('prefill() ipbasic, the node path', lambda: prefill(sparse, 'ipbasic'))):
         times = _timed(fn, runs, device)
         rows.append({'name': name, 'size': f'{height}x{width}', 'device': device.type, 'source': source,
                      'median_ms': statistics.median(times)})

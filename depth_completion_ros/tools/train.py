@@ -48,6 +48,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--prefill', default='ipbasic', choices=PREFILL_METHODS,
                         help='prefill the network learns to correct, stored in the weights (ipbasic: LiDAR lines; '
                              'linear/nearest: scattered points and depth-camera holes)')
+    parser.add_argument('--l2-weight', type=float, default=1.0,
+                        help='weight of the L2 term of the L1 + L2 loss (LRRU: 1; lower it on noisy real targets)')
+    parser.add_argument('--freeze-batchnorm', action='store_true',
+                        help='keep the BatchNorm running statistics of --init-weights (small-batch fine-tuning)')
     parser.add_argument('--quiet', action='store_true', help='no progress bar')
 
 
@@ -68,7 +72,7 @@ def main(args: argparse.Namespace) -> int:
         log_every=args.log_every,
         rgbd_intrinsics=tuple(args.rgbd_intrinsics) if args.rgbd_intrinsics else None,
         rgbd_depth_scale=args.rgbd_depth_scale, freeze_aggregation=not args.learn_aggregation,
-        prefill=args.prefill)
+        prefill=args.prefill, l2_weight=args.l2_weight, freeze_batchnorm=args.freeze_batchnorm)
     summary = train(config, progress=not args.quiet)
     if summary:
         print(json.dumps({k: summary[k] for k in ('iterations', 'wall_seconds', 'first_loss', 'final_loss')}))

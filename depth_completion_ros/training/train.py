@@ -50,6 +50,8 @@ class TrainConfig:
     decay_milestones: list[int] = field(default_factory=list)   # filled from the paper schedule when empty
     freeze_aggregation: bool = True  # keep the shared TDU kernel at ones and bias at 0 (see freeze_aggregation)
     prefill: str = 'ipbasic'         # core.prefill method the network learns to correct; stored in the weights
+    l2_weight: float = 1.0           # weight of the L2 term of the loss (LRRU: 1)
+    freeze_batchnorm: bool = False   # fine-tuning with small batches: keep the BatchNorm statistics fixed
 
 
 def lr_factor(step: int, milestones: list[int]) -> float:
@@ -227,6 +229,10 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
     step, started, last_log = start_step, time.perf_counter(), time.perf_counter()
     running: list[float] = []
     ddp_model.train()
+    if config.freeze_batchnorm:      # running statistics of the initial weights; affine parameters still learn
+        for module in model.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.eval()
     for batch in loader:
         if step >= config.iterations:
             break
@@ -237,7 +243,7 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
             dense, anchors = prefill(sparse, config.prefill)
         with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
             outputs = ddp_model(rgb, sparse, dense, anchors)
-        loss = lrru_loss([o.float() for o in outputs], gt)
+        loss = lrru_loss([o.float() for o in outputs], gt, l2_weight=config.l2_weight)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
