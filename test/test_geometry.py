@@ -204,8 +204,13 @@ def test_torch_and_numpy_agree() -> None:
     T = RigidTransform.from_quaternion([0.05, -0.02, 0.1], [0.0, 0.02, 0.0, 1.0])
     registered_numpy = register_depth(depth, CAMERA, CAMERA, T)
     registered_torch = register_depth(torch.from_numpy(depth), CAMERA, CAMERA, T).numpy()
-    mismatch = (registered_numpy != registered_torch).sum()
-    assert mismatch <= 3, mismatch
+    # float32 (torch) against float64 (numpy) arithmetic: the same pixels except possibly a rounding boundary,
+    # and the same depth to float32 rounding (a last-bit difference depends on the CPU's FMA/BLAS kernels)
+    assert ((registered_numpy > 0) != (registered_torch > 0)).sum() <= 3
+    both = (registered_numpy > 0) & (registered_torch > 0)
+    assert both.sum() > 300
+    far_apart = ~np.isclose(registered_numpy[both], registered_torch[both], rtol=1e-6, atol=0.0)
+    assert far_apart.sum() <= 3, far_apart.sum()
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
