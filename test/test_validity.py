@@ -161,3 +161,19 @@ def test_demo_summary_reports_unknown_fraction_columns_and_confidence_histogram(
     histogram = summary['confidence_histogram']
     assert list(histogram) == ['0.0-0.2', '0.2-0.4', '0.4-0.6', '0.6-0.8', '0.8-1.0']
     assert sum(histogram.values()) == pytest.approx(1.0, abs=1e-3) and histogram['0.8-1.0'] > 0.3
+
+
+def test_confidence_ranks_the_error_against_ground_truth() -> None:
+    """On a synthetic street with exact ground truth, the higher the confidence, the smaller the error."""
+    from depth_completion_ros.data.synthetic import street_sequence
+
+    pipeline = DepthCompletionPipeline(PipelineSettings(prefill_only=True), device='cpu')
+    (frame,) = street_sequence(11, 1, width=320, height=96)
+    output = run_frame(pipeline, frame.rgb, frame.camera, frame.points, frame.T_cam_lidar)
+    scored = (output.depth > 0) & (frame.gt_depth > 0)
+    error = np.abs(output.depth - frame.gt_depth)[scored] / frame.gt_depth[scored]
+    confidence = output.confidence[scored]
+    medians = [np.median(error[(confidence >= low) & (confidence < high)])
+               for low, high in ((0.0, 0.3), (0.3, 0.6), (0.6, 0.9), (0.9, 1.01))]
+    assert all(a > b for a, b in zip(medians, medians[1:], strict=False)), medians
+    assert medians[0] > 4 * medians[-1], medians

@@ -16,11 +16,13 @@ to whatever produced the dense depth, so the prefill-only and the network paths 
 **Confidence** (0..1, 0 where invalid) is a *geometric support* measure, computed from the same distance
 transform as rule 2, so it costs next to nothing and needs no training data:
 
-    confidence = exp(-0.5 * (d / distance_px)^2) * exp(-|z - z_near| / (relative_tolerance * z_near))
+    confidence = exp(-0.5 * (d / distance_px)^2) * exp(-|z - z_near| / (relative_tolerance * z_near * (1 + d)))
 
 where ``d`` is the pixel distance to the nearest measurement and ``z_near`` its depth. The first factor says
 how far the output had to be interpolated; the second drops at depth edges, where the nearest measurement
-belongs to another surface than the completed value (the place where completions are wrong most often).
+belongs to another surface than the completed value (the place where completions are wrong most often). The
+tolerance grows with ``d`` because a smooth but slanted surface (the road ahead) legitimately changes depth
+between a measurement and the pixels around it.
 A measured pixel the output reproduces has confidence 1. We chose this over a learned head because it is
 explainable, does not depend on the weights (prefill-only gets it too) and is monotone in what a planner
 cares about: distance from real data.
@@ -51,7 +53,7 @@ class ValiditySettings:
     max_distance_px: float = 10.0      # farther from every measurement = unknown; 0 = no distance rule
     fov_margin_deg: float = 1.0        # tolerance of the field-of-view test
     confidence_distance_px: float = 4.0
-    confidence_relative_tolerance: float = 0.05
+    confidence_relative_tolerance: float = 0.05  # per pixel of distance to the nearest measurement
 
 
 @dataclass
@@ -205,7 +207,9 @@ def confidence_map(dense: np.ndarray, valid: np.ndarray, support: Support,
     with np.errstate(invalid='ignore', divide='ignore', over='ignore'):
         near = np.maximum(support.nearest_depth, np.float32(1e-6))
         distance_term = np.exp(np.float32(-0.5) * np.square(support.distance_px / np.float32(distance_scale)))
-        agreement = np.exp(-np.abs(dense - support.nearest_depth) / (np.float32(tolerance) * near))
+        # the disagreement a smooth surface may show grows with the distance interpolated over: (1 + d)
+        allowed = np.float32(tolerance) * near * (np.float32(1.0) + support.distance_px)
+        agreement = np.exp(-np.abs(dense - support.nearest_depth) / allowed)
         confidence = (distance_term * agreement).astype(np.float32)
     confidence[~valid] = 0.0
     return np.clip(confidence, 0.0, 1.0, out=confidence)

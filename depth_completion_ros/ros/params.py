@@ -96,10 +96,11 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     P('validity.fov_margin_deg', 1.0, 'Tolerance (deg) of the field-of-view test: the elevation/azimuth span '
       'of the LiDAR scan, or the depth camera\'s image.', runtime=True, min_value=0.0, max_value=45.0, step=0.0),
     P('confidence.distance_px', 4.0, '`~/confidence` = exp(-(d/distance_px)^2/2) * exp(-|z - z_near| / '
-      '(relative_tolerance z_near)), d = pixels to the nearest measurement, z_near its depth.', runtime=True,
+      '(relative_tolerance z_near (1 + d))), d = pixels to the nearest measurement, z_near its depth.', runtime=True,
       min_value=0.1, max_value=1000.0, step=0.0),
-    P('confidence.relative_tolerance', 0.05, 'Relative depth difference to the nearest measurement at which '
-      'confidence falls to 1/e.', runtime=True, min_value=0.001, max_value=10.0, step=0.0),
+    P('confidence.relative_tolerance', 0.05, 'Relative depth difference to the nearest measurement (per pixel '
+      'of distance to it, plus one) at which confidence falls to 1/e.', runtime=True, min_value=0.001,
+      max_value=10.0, step=0.0),
     P('model.variant', 'mini', 'LRRU variant.', choices=('mini', 'tiny', 'small', 'base')),
     P('model.weights', '', 'Shipped weights name or a .safetensors path; empty = the shipped weights of '
       'model.variant.'),

@@ -170,7 +170,8 @@ def analyse(bag: Path, out_bag: Path, out: Path, image_topic: str, gt_topic: str
         save_png(previews / f'frame_{index:03d}.png', completion_preview(
             rgbs.get(stamp, np.zeros(dense.shape + (3,), np.uint8)), sparse, prefill, dense,
             confidence=None if confidence is None else image_to_numpy(confidence), vmax=PREVIEW_MAX_DEPTH_M,
-            dense_label='dense (LRRU)' if network_used else 'dense (prefill only)', sparse_label='sparse input'))
+            dense_label=('dense (LRRU)' if network_used else 'dense (prefill only)') + ', black = unknown (NaN)',
+            sparse_label='sparse input'))
 
     ply_points = 0
     if outputs['points']:
