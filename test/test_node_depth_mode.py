@@ -235,10 +235,11 @@ def test_registered_16uc1_millimetres_every_pair_gives_metres_in_the_colour_fram
         assert 0.9 < np.nanmedian(depth) < 5.0                      # a room, in metres (README: medians 2.7-3.2 m)
         # completed where a measurement is near and below the highest one of the column; unknown (NaN) where
         # none is within validity.max_distance_px (15 px in the preset: the registration border on the left
-        # and top, windows, large shadows) or above the column's highest measurement
+        # and top, windows, large shadows) or above the highest measurement within 3 columns
         distance = ndimage.distance_transform_edt(measured_m <= 0)
         measured = measured_m > 0
         top = np.where(measured.any(axis=0), np.argmax(measured, axis=0), 480)
+        top = ndimage.minimum_filter1d(top, 2 * 3 + 1, mode='constant', cval=480)  # validity.column_window_px: 3
         below_top = np.arange(480)[:, None] >= top[None, :]
         assert not np.isnan(depth[(distance <= 14) & below_top]).any()
         assert np.isnan(depth[(distance > 16) | ~below_top]).all()

@@ -5,7 +5,10 @@ return upwards, into the sky; beside the depth camera's image it extrapolates. A
 obstacles, so a pixel of the output is **valid** only when all of these hold:
 
 1. **column rule**: it is not more than ``top_margin_px`` rows above the highest measurement of its image
-   column (a column without any measurement is unsupported entirely);
+   column, where a column's highest measurement is the highest among the columns within ``column_window_px``
+   either side (a LiDAR ring samples azimuth more coarsely than the camera's pixels near the image centre, so
+   single pixel columns miss the upper rings and would otherwise be cut into vertical NaN streaks down to
+   the first ring that hit them; a column with no measurement in its window is unsupported entirely);
 2. **distance rule**: it lies at most ``max_distance_px`` pixels from the nearest measurement (0 = off);
 3. **field of view**: the 3D point it stands for lies inside the depth sensor's field of view
    (:class:`SensorFov`: the elevation/azimuth coverage of the LiDAR scan, or the depth camera's image).
@@ -34,6 +37,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from scipy.ndimage import minimum_filter1d
 
 from depth_completion_ros.core.camera import CameraModel
 from depth_completion_ros.core.transforms import RigidTransform
@@ -50,6 +54,7 @@ class ValiditySettings:
     """The node's ``validity.*`` and ``confidence.*`` parameters (see ros/params.py for the texts)."""
     enable: bool = True
     top_margin_px: int = 0             # rows above a column's highest measurement still counted as supported
+    column_window_px: int = 3          # a column's highest measurement: the highest within this many columns
     max_distance_px: float = 10.0      # farther from every measurement = unknown; 0 = no distance rule
     fov_margin_deg: float = 1.0        # tolerance of the field-of-view test
     confidence_distance_px: float = 4.0
@@ -76,12 +81,16 @@ def measurement_support(sparse: np.ndarray) -> Support:
     return Support(distance, sparse[measured][labels - 1])
 
 
-def column_top_rows(sparse: np.ndarray) -> np.ndarray:
-    """Row index of the highest (smallest row) measurement of every column; ``height`` where there is none."""
+def column_top_rows(sparse: np.ndarray, window_px: int = 0) -> np.ndarray:
+    """Row index of the highest (smallest row) measurement of every column, taken over the columns within
+    ``window_px`` either side (0: the column alone); ``height`` where there is none."""
     measured = np.asarray(sparse) > 0
     height = measured.shape[0]
     first = np.argmax(measured, axis=0)  # first True per column (0 when the column has none: fixed below)
-    return np.where(measured.any(axis=0), first, height).astype(np.int64)
+    top = np.where(measured.any(axis=0), first, height).astype(np.int64)
+    if window_px > 0:
+        top = minimum_filter1d(top, size=2 * int(window_px) + 1, mode='constant', cval=height)
+    return top
 
 
 class SensorFov:
@@ -166,7 +175,7 @@ def valid_mask(dense: np.ndarray, sparse: np.ndarray, camera: CameraModel, setti
     if not settings.enable:
         return valid
     height = dense.shape[0]
-    top = column_top_rows(sparse) - int(settings.top_margin_px)
+    top = column_top_rows(sparse, settings.column_window_px) - int(settings.top_margin_px)
     valid &= np.arange(height)[:, None] >= top[None, :]
     if settings.max_distance_px > 0:
         support = support or measurement_support(sparse)

@@ -577,6 +577,7 @@ class ShutdownRequest:
 def validity_settings(values: dict[str, Any]) -> ValiditySettings:
     """The ``validity.*`` / ``confidence.*`` parameters as core settings."""
     return ValiditySettings(enable=values['validity.enable'], top_margin_px=values['validity.top_margin_px'],
+                            column_window_px=values['validity.column_window_px'],
                             max_distance_px=values['validity.max_distance_px'],
                             fov_margin_deg=values['validity.fov_margin_deg'],
                             confidence_distance_px=values['confidence.distance_px'],

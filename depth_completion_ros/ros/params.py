@@ -91,6 +91,10 @@ PARAMETERS: tuple[ParamSpec, ...] = (
       'The cloud keeps only valid points.', runtime=True),
     P('validity.top_margin_px', 0, 'Rows above the highest measurement of a column still published (0: none '
       'above it).', runtime=True, min_value=0, max_value=1000, step=1),
+    P('validity.column_window_px', 3, 'A column\'s highest measurement is the highest among the columns within '
+      'this many pixels either side (a LiDAR ring samples azimuth more coarsely than the pixels near the image '
+      'centre; 0: each pixel column alone, which cuts vertical NaN streaks).', runtime=True, min_value=0,
+      max_value=1000, step=1),
     P('validity.max_distance_px', 10.0, 'Pixels farther than this from the nearest measurement are unknown '
       '(0: no distance rule).', runtime=True, min_value=0.0, max_value=10000.0, step=0.0),
     P('validity.fov_margin_deg', 1.0, 'Tolerance (deg) of the field-of-view test: the elevation/azimuth span '

@@ -213,10 +213,11 @@ class ValidityReport:
         self.pixels += valid.size
         self.unknown += int((~valid).sum())
         if sparse is not None and (sparse > 0).any():
-            from depth_completion_ros.core.validity import column_top_rows
+            from depth_completion_ros.core.validity import ValiditySettings, column_top_rows
 
             rows = np.arange(dense.shape[0])[:, None]
-            self.above_top += int((valid & (rows < column_top_rows(sparse)[None, :])).sum())
+            top = column_top_rows(sparse, ValiditySettings().column_window_px)  # the node's default rule
+            self.above_top += int((valid & (rows < top[None, :])).sum())
             self.checked_columns = True
         if confidence is not None:
             self.histogram += np.histogram(confidence[valid], bins=CONFIDENCE_BINS)[0]
