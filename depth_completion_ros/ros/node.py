@@ -219,25 +219,26 @@ class DepthCompletionNode(Node):
     def _create_subscriptions(self) -> None:
         qos = make_qos(self.values['qos.input.reliability'], self.values['qos.input.depth'])
         self.create_subscription(CameraInfo, 'camera_info', self._on_camera_info, qos)
-        if self.values['image_transport'] == 'compressed':
-            # image_transport's naming: the transport's topic hangs below the (remapped) base topic
-            self.create_subscription(CompressedImage, self.resolve_topic_name('image') + '/compressed',
-                                     self._on_image, qos)
-        else:
-            self.create_subscription(Image, 'image', self._on_image, qos)
+        self._subscribe_image('image', self.values['image_transport'], self._on_image, qos)
         if self.values['input_mode'] == 'points':
             self.create_subscription(PointCloud2, 'points', self._on_depth_source, qos)
-        elif self.values['depth_transport'] == 'compressedDepth':
-            self.create_subscription(CompressedImage, self.resolve_topic_name('depth') + '/compressedDepth',
-                                     self._on_depth_source, qos)
         else:
-            self.create_subscription(Image, 'depth', self._on_depth_source, qos)
+            self._subscribe_image('depth', self.values['depth_transport'], self._on_depth_source, qos)
             if not self.values['depth_registered']:
                 self.create_subscription(CameraInfo, 'depth/camera_info', self._on_depth_camera_info, qos)
+
+    def _subscribe_image(self, base: str, transport: str, callback: Any, qos: Any) -> None:
+        """``raw``: sensor_msgs/Image on ``base``; a compressed transport: sensor_msgs/CompressedImage on
+        ``<base>/<transport>`` (image_transport's naming: it hangs below the remapped base topic)."""
+        if transport == 'raw':
+            self.create_subscription(Image, base, callback, qos)
+        else:
+            self.create_subscription(CompressedImage, f'{self.resolve_topic_name(base)}/{transport}', callback, qos)
 
     # ---------------------------------------------------------------------------------------------------------
     # executor thread: caching, sync, hand-off
     # ---------------------------------------------------------------------------------------------------------
+
     def _warn(self, kind: str, message: str) -> None:
         """Count a problem; warn at most once per WARN_PERIOD_S per kind (whatever the details), so a stream of
         bad frames logs one bounded line every few seconds but a new kind of problem shows at once."""
