@@ -167,7 +167,12 @@ def bench_prefill(height: int, width: int, device: torch.device, runs: int) -> l
                      'median_ms': statistics.median(times)})
     try:
         import cv2  # noqa: F401  (optional: only for the reference row)
-        reference = _opencv_fill_in_fast
+
+        from depth_completion_ros.core.prefill import fill_in_fast_cv2
+
+        # ip_basic's own OpenCV steps, without our hole pass (LRRU's addition): the yardstick of issue 11
+        def reference(depth: np.ndarray) -> np.ndarray:
+            return fill_in_fast_cv2(depth, fill_holes=False)
     except ImportError:
         return rows
     times = _timed(lambda: reference(sparse_np), runs, torch.device('cpu'))
@@ -185,29 +190,6 @@ def bench_prefill(height: int, width: int, device: torch.device, runs: int) -> l
                      'source': source, 'median_ms': statistics.median(times),
                      'vs_opencv_reference': round(statistics.median(times) / reference_ms, 2)})
     return rows
-
-
-def _opencv_fill_in_fast(sparse: np.ndarray, max_depth: float = 100.0) -> np.ndarray:
-    """The same steps with OpenCV (single image, CPU), for comparison only."""
-    import cv2
-    diamond = np.array([[0, 0, 1, 0, 0], [0, 1, 1, 1, 0], [1] * 5, [0, 1, 1, 1, 0], [0, 0, 1, 0, 0]], np.uint8)
-    depth = sparse.copy()
-    valid = depth > 0.1
-    depth[valid] = max_depth - depth[valid]
-    depth = cv2.dilate(depth, diamond)
-    depth = cv2.morphologyEx(depth, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
-    empty = depth < 0.1
-    depth[empty] = cv2.dilate(depth, np.ones((7, 7), np.uint8))[empty]
-    top = np.argmax(depth > 0.1, axis=0)
-    depth = np.where(np.arange(depth.shape[0])[:, None] < top[None], depth[top, np.arange(depth.shape[1])], depth)
-    empty = depth < 0.1
-    depth[empty] = cv2.dilate(depth, np.ones((31, 31), np.uint8))[empty]
-    depth = cv2.medianBlur(depth.astype(np.float32), 5)
-    valid = depth > 0.1
-    depth[valid] = cv2.GaussianBlur(depth, (5, 5), 0)[valid]
-    valid = depth > 0.1
-    depth[valid] = max_depth - depth[valid]
-    return depth
 
 
 def machine_description(device: torch.device) -> dict[str, Any]:
