@@ -28,7 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--bag', default=None, help='camera+LiDAR bag (default: synthetic 1242x375, 8 frames)')
     parser.add_argument('--frames', type=int, default=8, help='frames of the default synthetic bag')
     parser.add_argument('--configs', default=None,
-                        help='comma list of prefill and/or variants (default: prefill + shipped variants)')
+                        help='comma list of: prefill; a variant (mini, tiny, ...: its shipped lrru_<variant> weights, '
+                             'else untrained weights for timing); a shipped weights name (lrru_mini_rgbd) '
+                             '(default: prefill + shipped variants)')
     parser.add_argument('--start-hz', type=float, default=0.25, help='first flood rate')
     parser.add_argument('--factor', type=float, default=2.0, help='rate multiplier per step')
     parser.add_argument('--max-steps', type=int, default=6, help='most flood steps per configuration')
@@ -142,6 +144,33 @@ def bench_config(bench: Any, counter: OutputCounter, label: str, bag: Path, fram
         node.stop()
 
 
+def node_configs(configs: str | None, shipped_weights: list[dict[str, Any]],
+                 device: str) -> list[tuple[str, dict[str, Any]]]:
+    """``(label, node parameters)`` per configuration. A variant runs with the weights the node would pick for
+    it (``resolve_shipped_weights``: ``lrru_<variant>``, the LiDAR weights, right for this LiDAR bag), a shipped
+    weights name (``lrru_mini_rgbd``) runs that file, and a variant without shipped weights runs untrained
+    weights of the same cost (``model.weights`` None here: the caller writes the file)."""
+    from depth_completion_ros.pipeline import resolve_shipped_weights
+
+    shipped = {w['name']: w['variant'] for w in shipped_weights if w.get('variant')}
+    variants = sorted(set(shipped.values()))
+    labels = configs.split(',') if configs else ['prefill', *variants] if variants else ['prefill', 'mini']
+    result: list[tuple[str, dict[str, Any]]] = []
+    for label in labels:
+        params: dict[str, Any] = {'model.device': device, 'publish_debug': False}
+        if label == 'prefill':
+            params['prefill_only'] = True
+        elif label in shipped:
+            params.update({'model.variant': shipped[label], 'model.weights': label})
+        elif label in variants:
+            params.update({'model.variant': label, 'model.weights': resolve_shipped_weights(label)})
+        else:  # timing only: same architecture and cost
+            params.update({'model.variant': label, 'model.weights': None})
+            label = f'{label} (untrained, timing only)'
+        result.append((label, params))
+    return result
+
+
 def main(args: argparse.Namespace) -> int:
     from depth_completion_ros.ros.local_env import configure_local_ros
 
@@ -159,23 +188,14 @@ def main(args: argparse.Namespace) -> int:
     else:
         bag = sample_bag(Path.home() / '.cache' / 'depth_completion_ros', args.frames)
         frames = args.frames
-    shipped = {w['variant']: w['name'] for w in list_shipped_weights() if w.get('variant')}
-    labels = args.configs.split(',') if args.configs else ['prefill', *sorted(shipped)] if shipped else \
-        ['prefill', 'mini']
-    configs: list[tuple[str, dict]] = []
-    for label in labels:
-        params: dict = {'model.device': args.device, 'publish_debug': False}
-        if label == 'prefill':
-            params['prefill_only'] = True
-        elif label in shipped:
-            params.update({'model.variant': label, 'model.weights': shipped[label]})
-        else:  # timing only: same architecture and cost, untrained weights
-            path = workdir / f'untrained_{label}.safetensors'
+    configs = node_configs(args.configs, list_shipped_weights(), args.device)
+    for _label, params in configs:
+        if params.get('model.weights') is None and not params.get('prefill_only'):
+            path = workdir / f'untrained_{params["model.variant"]}.safetensors'
             torch.manual_seed(0)
-            save_weights(build_model(label), path, {'variant': label, 'note': 'untrained, timing only'})
-            params.update({'model.variant': label, 'model.weights': str(path)})
-            label = f'{label} (untrained, timing only)'
-        configs.append((label, params))
+            save_weights(build_model(params['model.variant']), path,
+                         {'variant': params['model.variant'], 'note': 'untrained, timing only'})
+            params['model.weights'] = str(path)
 
     rclpy.init()
     bench = rclpy.create_node('depth_completion_bench')
@@ -185,6 +205,7 @@ def main(args: argparse.Namespace) -> int:
         for label, params in configs:
             results.append(bench_config(bench, counter, label.split(' ')[0], bag, frames, params, args, workdir))
             results[-1]['config'] = label
+            results[-1]['weights'] = params.get('model.weights')   # which file ran: the table must say
     finally:
         bench.destroy_node()
         rclpy.try_shutdown()
@@ -202,7 +223,8 @@ def main(args: argparse.Namespace) -> int:
                 continue
             lr = r['latency_run']
             stages = ', '.join(f'{k} {v}' for k, v in r['stages_ms_sustained'].items())
-            print(f'| {r["config"]} | {r["max_sustained_hz"]} | {r["latency_ms_p50_sustained"]}/'
+            name = r['config'] if not r.get('weights') or '/' in r['weights'] else f'{r["config"]} ({r["weights"]})'
+            print(f'| {name} | {r["max_sustained_hz"]} | {r["latency_ms_p50_sustained"]}/'
                   f'{r["latency_ms_p95_sustained"]} | {lr["latency_ms_p50"]}/{lr["latency_ms_p95"]} '
                   f'({lr["frames_out"]}/{lr["frames_in"]}) | {stages} |')
     return 0
