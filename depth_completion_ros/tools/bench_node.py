@@ -9,6 +9,7 @@ p50/p95 (input pair complete -> outputs published) and the per-stage breakdown t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import tempfile
@@ -186,7 +187,8 @@ def main(args: argparse.Namespace) -> int:
         bag = Path(args.bag)
         frames = bagio.bag_topics(bag)[bagio.IMAGE_TOPIC][1]
     else:
-        bag = sample_bag(Path.home() / '.cache' / 'depth_completion_ros', args.frames)
+        with contextlib.redirect_stdout(sys.stderr):    # its progress line: stdout stays one JSON object
+            bag = sample_bag(Path.home() / '.cache' / 'depth_completion_ros', args.frames)
         frames = args.frames
     configs = node_configs(args.configs, list_shipped_weights(), args.device)
     for _label, params in configs:
