@@ -69,8 +69,10 @@ def test_eval_cli_json_schema(random_weights: Path, capsys: pytest.CaptureFixtur
     lines = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
     assert len(lines) == 1
     result = json.loads(lines[0])
-    assert set(result) == {'protocol', 'frames', 'prefill_method', 'sparsity', 'methods', 'prefill', 'model'}
-    assert result['frames'] == 1 and result['prefill_method'] == 'ipbasic'
+    assert set(result) == {'protocol', 'frames', 'frames_requested', 'interrupted', 'prefill_method', 'sparsity',
+                           'methods', 'prefill', 'model'}
+    assert result['frames'] == result['frames_requested'] == 1 and result['interrupted'] is False
+    assert result['prefill_method'] == 'ipbasic'
     assert set(result['methods']) == {'ipbasic', 'nearest', 'linear', 'network'}
     assert result['prefill'] == result['methods']['ipbasic'] and result['model'] == result['methods']['network']
     for side in result['methods'].values():
@@ -128,3 +130,50 @@ def test_eval_cli_bad_sweep_is_one_line(capsys: pytest.CaptureFixture[str]) -> N
     assert main(['eval', '--data', 'synthetic:room', '--sweep', 'beams=3']) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and 'lines=64,32,16' in err[0]
+
+
+class _CtrlCAt:
+    """A source whose frame ``at`` is where the user pressed Ctrl-C."""
+
+    def __init__(self, source, at: int) -> None:
+        self.source, self.at = source, at
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, index: int):
+        if index == self.at:
+            raise KeyboardInterrupt
+        return self.source[index]
+
+
+def test_ctrl_c_keeps_the_frames_scored_so_far(random_weights: Path, nyu_dir: Path, monkeypatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """Ctrl-C on frame 3 of real Kinect frames: the metrics of frames 1-2 are printed (equal to an eval of just
+    those two), the exit is 130 with one line saying what they cover; at frame 1 nothing was scored: plain
+    interrupt."""
+    from depth_completion_ros.cli import main
+    from depth_completion_ros.data import loaders
+    from depth_completion_ros.training.evaluate import Sparsity, evaluate, sweep
+
+    source = loaders.open_source(f'rgbd:{nyu_dir}', intrinsics=(518, 519, 325.5, 253.5), depth_scale=1000)
+    assert len(source) >= 3
+    protocol = Protocol.parse('sample-points:500')
+    cut = evaluate(_CtrlCAt(source, 2), protocol, weights=random_weights, device='cpu')
+    two = evaluate(source, protocol, weights=random_weights, device='cpu', max_frames=2)
+    assert cut['interrupted'] is True and cut['frames'] == 2 and cut['frames_requested'] == len(source)
+    assert cut['methods'] == two['methods'] and two['interrupted'] is False
+    levels = sweep(_CtrlCAt(source, 2), protocol, Sparsity.parse('points=50,200'), weights=random_weights,
+                   device='cpu')
+    assert [(r['sparsity'], r['frames'], r['interrupted']) for r in levels] == [('points=50', 2, True)]
+
+    monkeypatch.setattr(loaders, 'open_source', lambda *args, **kwargs: _CtrlCAt(source, 2))
+    code = main(['eval', '--data', f'rgbd:{nyu_dir}', '--weights', str(random_weights), '--json'])
+    captured = capsys.readouterr()
+    assert code == 130
+    assert json.loads(captured.out.strip().splitlines()[-1])['frames'] == 2
+    assert captured.err.strip().splitlines()[-1] == (f'depth-completion eval: interrupted: the metrics above cover '
+                                                     f'2 of {len(source)} frames')
+    monkeypatch.setattr(loaders, 'open_source', lambda *args, **kwargs: _CtrlCAt(source, 0))
+    assert main(['eval', '--data', f'rgbd:{nyu_dir}', '--weights', str(random_weights)]) == 130
+    assert capsys.readouterr().err.strip().splitlines()[-1] == 'depth-completion eval: interrupted'

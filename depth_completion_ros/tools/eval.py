@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
-from depth_completion_ros.tools.common import CliError, print_written, progress
+from depth_completion_ros.tools.common import (
+    EXIT_INTERRUPTED,
+    CliError,
+    close_progress_bars,
+    print_written,
+    progress,
+)
 
 # Default protocol per data kind: RGB-D folders are scored as NYUv2 (500 sampled points), data with LiDAR
 # ground truth as KITTI-DC, everything else by hiding 20 % of the measured points.
@@ -55,7 +62,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _json_result(result: dict, per_frame: bool) -> dict:
-    keys = ('protocol', 'frames', 'prefill_method', 'sparsity', 'methods', 'prefill', 'model')
+    keys = ('protocol', 'frames', 'frames_requested', 'interrupted', 'prefill_method', 'sparsity', 'methods',
+            'prefill', 'model')
     out = {k: result[k] for k in keys}
     if per_frame:
         out['per_frame'] = result['per_frame']
@@ -103,17 +111,30 @@ def main(args: argparse.Namespace) -> int:
         else:
             print(format_sweep(results))
             print_written([('sweep plot', str(plot_path))] + ([('panels per level', args.save)] if args.save else []))
+        if results[-1]['interrupted']:
+            done = ', '.join(r['sparsity'] for r in results)
+            return _interrupted(f'levels {done} (the last one on {results[-1]["frames"]} of '
+                                f'{results[-1]["frames_requested"]} frames)')
         return 0
     result = evaluate(source, protocol, **options)
     if args.json:
         print(json.dumps(_json_result(result, args.per_frame)))
-        return 0
-    print(format_table(result))
-    if args.per_frame:
-        for row in result['per_frame']:
-            scores = ', '.join(f'{k} {v:.1f}' for k, v in row['rmse_mm'].items())
-            print(f'  {row["name"]}: RMSE mm {scores} ({row["scored_pixels"]} scored, {row["input_points"]} input '
-                  'points)')
-    if args.save:
-        print_written([('panels, index.html and metrics.png', args.save)])
+    else:
+        print(format_table(result))
+        if args.per_frame:
+            for row in result['per_frame']:
+                scores = ', '.join(f'{k} {v:.1f}' for k, v in row['rmse_mm'].items())
+                print(f'  {row["name"]}: RMSE mm {scores} ({row["scored_pixels"]} scored, {row["input_points"]} '
+                      'input points)')
+        if args.save:
+            print_written([('panels, index.html and metrics.png', args.save)])
+    if result['interrupted']:
+        return _interrupted(f'{result["frames"]} of {result["frames_requested"]} frames')
     return 0
+
+
+def _interrupted(what: str) -> int:
+    """Ctrl-C during the frames: the metrics printed cover only ``what``; exit as an interrupted command."""
+    close_progress_bars()
+    print(f'depth-completion eval: interrupted: the metrics above cover {what}', file=sys.stderr, flush=True)
+    return EXIT_INTERRUPTED

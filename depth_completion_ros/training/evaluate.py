@@ -145,21 +145,36 @@ def evaluate(source: Any, protocol: Protocol, weights: str | Path | None = 'lrru
     accumulators = {name: MetricAccumulator() for name in methods}
     per_frame = []
     count = len(source) if max_frames is None else min(len(source), max_frames)
-    for index in (progress or iter)(range(count)):
-        sample, sparse_in, target = protocol_inputs(source[index], protocol, seed + index, sparsity)
-        if protocol.name == 'holdout-points' and np.any((sparse_in > 0) & (target > 0)):
-            raise AssertionError('holdout protocol would score a point that was fed to the network')
-        result = completer.complete(sample.rgb, sparse_in)
-        outputs = {name: (result.prefill if name == prefill_method else classical_fill(sparse_in, name))
-                   for name in classical}
-        outputs[NETWORK] = result.depth
-        rmse = {name: accumulators[name].add(depth, target)['rmse_mm'] for name, depth in outputs.items()}
-        per_frame.append({'name': sample.name, 'scored_pixels': int((target > 0).sum()),
-                          'input_points': int((sparse_in > 0).sum()), 'rmse_mm': rmse})
-        if save_dir is not None:
-            _save_panels(Path(save_dir), sample, sparse_in, target, outputs, prefill_method)
+    interrupted = False
+    complete = {name: 0 for name in methods}     # images each accumulator holds from fully scored frames
+    try:
+        for index in (progress or iter)(range(count)):
+            sample, sparse_in, target = protocol_inputs(source[index], protocol, seed + index, sparsity)
+            if protocol.name == 'holdout-points' and np.any((sparse_in > 0) & (target > 0)):
+                raise AssertionError('holdout protocol would score a point that was fed to the network')
+            result = completer.complete(sample.rgb, sparse_in)
+            outputs = {name: (result.prefill if name == prefill_method else classical_fill(sparse_in, name))
+                       for name in classical}
+            outputs[NETWORK] = result.depth
+            scored = {name: accumulators[name].add(depth, target) for name, depth in outputs.items()}
+            row = {'name': sample.name, 'scored_pixels': int((target > 0).sum()),
+                   'input_points': int((sparse_in > 0).sum()),
+                   'rmse_mm': {name: m['rmse_mm'] for name, m in scored.items()}}
+            complete = {name: len(accumulators[name]) for name in methods}
+            per_frame.append(row)
+            if save_dir is not None:
+                _save_panels(Path(save_dir), sample, sparse_in, target, outputs, prefill_method)
+    except KeyboardInterrupt:
+        # Ctrl-C on a long eval: the frames scored so far are still worth printing (the caller says it was cut).
+        # A frame is counted only once all methods have scored it, so the columns stay comparable.
+        if not per_frame:
+            raise
+        interrupted = True
+        for name, accumulator in accumulators.items():
+            del accumulator.per_image[complete[name]:]
     metrics = {name: accumulators[name].mean() for name in methods}
-    summary = {'protocol': str(protocol), 'frames': count, 'prefill_method': prefill_method,
+    summary = {'protocol': str(protocol), 'frames': len(per_frame), 'frames_requested': count,
+               'interrupted': interrupted, 'prefill_method': prefill_method,
                'sparsity': None if sparsity is None else f'{sparsity[0]}={sparsity[1]}',
                'methods': metrics, 'prefill': metrics[prefill_method], 'model': metrics[NETWORK],
                'per_frame': per_frame}
@@ -174,7 +189,15 @@ def sweep(source: Any, protocol: Protocol, levels: Sparsity, **kwargs: Any) -> l
     results = []
     for level in levels.levels:
         level_dir = None if save_dir is None else Path(save_dir) / f'{levels.kind}_{level}'
-        results.append(evaluate(source, protocol, sparsity=(levels.kind, level), save_dir=level_dir, **kwargs))
+        try:
+            results.append(evaluate(source, protocol, sparsity=(levels.kind, level), save_dir=level_dir, **kwargs))
+        except KeyboardInterrupt:        # cut before this level scored a frame: the finished levels stand
+            if not results:
+                raise
+            results[-1]['interrupted'] = True
+            break
+        if results[-1]['interrupted']:
+            break
     return results
 
 
