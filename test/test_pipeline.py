@@ -89,3 +89,18 @@ def test_nan_points_are_ignored_and_depth_images_pass_through(pipeline) -> None:
     depth[10, 10], depth[20, 20], depth[30, 30] = 2.0, np.nan, 500.0  # 500 m is beyond max_range
     registered, _ms = pipeline.sparse_from_depth(depth, None, camera, None)
     assert registered[10, 10] == 2.0 and registered[20, 20] == 0.0 and registered[30, 30] == 0.0
+
+
+def test_linear_prefill_on_a_lidar_is_named_at_start_up() -> None:
+    """The RGB-D weights on a LiDAR (their scipy linear prefill costs 0.6-0.9 s per scan): one warning that names
+    the LiDAR weights; the LiDAR weights on a LiDAR and the RGB-D weights on a depth camera: none."""
+    from depth_completion_ros.pipeline import DepthCompletionPipeline, PipelineSettings, prefill_mismatch
+
+    def method(weights: str) -> str:
+        return DepthCompletionPipeline(PipelineSettings(prefill_only=True), weights=weights).resolved_prefill_method()
+
+    assert method('lrru_mini_rgbd') == 'linear' and method('lrru_mini') == 'ipbasic'
+    warning = prefill_mismatch('points', method('lrru_mini_rgbd'), 'lrru_mini_rgbd')
+    assert warning is not None and "'lrru_mini_rgbd'" in warning and 'model.weights: lrru_mini' in warning
+    assert prefill_mismatch('points', method('lrru_mini'), 'lrru_mini') is None
+    assert prefill_mismatch('depth', method('lrru_mini_rgbd'), 'lrru_mini_rgbd') is None

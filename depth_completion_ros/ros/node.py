@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import rclpy
@@ -42,6 +43,8 @@ from depth_completion_ros.pipeline import (
     FrameOutput,
     PipelineSettings,
     elapsed_ms,
+    prefill_mismatch,
+    resolve_shipped_weights,
 )
 from depth_completion_ros.ros import params as param_table
 from depth_completion_ros.ros.camera_info_cache import CameraInfoCache, CameraInfoFields, CameraInfoRejected
@@ -137,6 +140,12 @@ class DepthCompletionNode(Node):
         self._create_subscriptions()
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._diagnostics_timer = self.create_timer(self.values['diagnostics.period'], self._publish_diagnostics)
+        # the weights by name, for logs and stats ('' when prefill-only without shipped weights for the variant)
+        self._weights_name = _weights_name(self.pipeline.weights, self.pipeline.variant)
+        mismatch = prefill_mismatch(self.values['input_mode'], self.pipeline.resolved_prefill_method(),
+                                    self._weights_name)
+        if mismatch:
+            self.get_logger().warning(mismatch)
         self.get_logger().info(
             f'ready: input_mode={self.values["input_mode"]} extrinsics={self.extrinsics.description} '
             f'{"prefill_only" if self.settings.prefill_only else "model=" + self.values["model.variant"]} '
@@ -505,7 +514,7 @@ class DepthCompletionNode(Node):
             'latency_ms_p50': self.latency.percentile(50), 'latency_ms_p95': self.latency.percentile(95),
             'processing_ms_p50': self.processing.percentile(50),
             **{f'stage_{k}_ms': v for k, v in self.stage_times.means().items()},
-            'mode': 'prefill_only' if self.settings.prefill_only else f'lrru_{self.values["model.variant"]}',
+            'mode': 'prefill_only' if self.settings.prefill_only else self._weights_name,
             'device': self.pipeline.device_name,
             **{f'problem_{kind}': count for kind, count in sorted(c.problems.items())},
         }
@@ -541,6 +550,16 @@ class _NoCameraInfo(RuntimeError):
 
 class FrameAbandoned(Exception):
     """The node is stopping: the frame in the worker is dropped without publishing."""
+
+
+def _weights_name(weights: str, variant: str) -> str:
+    """``lrru_mini_rgbd`` for the shipped name or a path to that file; the variant's shipped weights when unset."""
+    if not weights:
+        try:
+            return resolve_shipped_weights(variant)
+        except ValueError:       # prefill only, nothing shipped for this variant
+            return ''
+    return Path(weights).stem if weights.endswith('.safetensors') else weights
 
 
 def _interrupt_torch_modules(thread: threading.Thread) -> Any:
