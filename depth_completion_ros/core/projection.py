@@ -318,6 +318,12 @@ def _backproject_distorted(depth: Any, camera: CameraModel) -> Any:
         z = torch.where(torch.isfinite(z) & (z > 0), z, torch.full_like(z, math.nan))
         ray = torch.as_tensor(rays, dtype=torch.float32, device=z.device)
         return torch.stack([ray[..., 0] * z, ray[..., 1] * z, z], dim=-1)
+    return rays_times_depth(rays, depth)
+
+
+def rays_times_depth(rays: np.ndarray, depth: np.ndarray) -> np.ndarray:
+    """``...x3`` float32 points: undistorted normalised rays (``...x2``, from :func:`pixel_rays`, possibly a
+    subset of pixels) times their depth; NaN where the depth is 0, negative, NaN or inf."""
     z = np.asarray(depth, dtype=np.float32)
     with np.errstate(invalid='ignore'):
         z = np.where(np.isfinite(z) & (z > 0), z, np.float32(np.nan))

@@ -192,17 +192,14 @@ def fov_mask(dense: np.ndarray, camera: CameraModel, sensor_fov: SensorFov,
     """HxW bool: the pixel's 3D point is inside ``sensor_fov``. Tested on every FOV_STRIDE-th pixel and spread
     to its block (the FOV edge is smooth; 16x fewer points keep this a few ms); a pixel without depth is
     tested at its nearest measurement's depth (``fallback_depth``) or not at all."""
-    from depth_completion_ros.core.projection import pixel_rays
+    from depth_completion_ros.core.projection import pixel_rays, rays_times_depth
 
     height, width = dense.shape
     sample = (slice(FOV_STRIDE // 2, None, FOV_STRIDE),) * 2
     depth = dense[sample] if fallback_depth is None else np.where(dense[sample] > 0, dense[sample],
                                                                   fallback_depth[sample])
     # Only the sampled pixels are back-projected (their undistorted rays, cached per camera, times depth).
-    rays = pixel_rays(camera)[0][sample]
-    with np.errstate(invalid='ignore'):
-        z = np.where(np.isfinite(depth) & (depth > 0), depth, np.nan).astype(np.float32)
-    points = np.stack([rays[..., 0] * z, rays[..., 1] * z, z], axis=-1).astype(np.float32)
+    points = rays_times_depth(pixel_rays(camera)[0][sample], depth)
     known = np.isfinite(points).all(axis=-1)
     inside = np.zeros(points.shape[:2], dtype=bool)
     inside[known] = sensor_fov.contains(points[known])
