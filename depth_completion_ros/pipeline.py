@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -94,7 +95,7 @@ class DepthCompletionPipeline:
     def _default_factory(self, prefill_only: bool) -> Any:
         from depth_completion_ros.model.inference import DepthCompleter  # torch import only when needed
 
-        weights = None if prefill_only else (self.weights or resolve_shipped_weights(self.variant))
+        weights = None if prefill_only else self.resolved_weights()
         method = self.resolved_prefill_method() if prefill_only else self.prefill_method
         return DepthCompleter(variant=self.variant, weights=weights, device=self.device,
                               precision=self.precision, prefill_only=prefill_only, prefill_method=method,
@@ -109,10 +110,24 @@ class DepthCompletionPipeline:
         if self.prefill_method != 'auto':
             return self.prefill_method
         try:
-            name = self.weights or resolve_shipped_weights(self.variant)
-            return str(read_metadata(resolve_weights(name))['prefill'])
+            return str(read_metadata(resolve_weights(self.resolved_weights()))['prefill'])
         except (WeightsError, ValueError):      # no weights for this variant: prefill only, ip_basic
             return DEFAULT_PREFILL
+
+    def resolved_weights(self) -> str:
+        """The weights the network runs (or would run): ``weights`` when set, else the variant's shipped file;
+        ValueError when the variant ships none."""
+        return self.weights or resolve_shipped_weights(self.variant)
+
+    @property
+    def weights_name(self) -> str:
+        """:meth:`resolved_weights` by name for logs and stats (``lrru_mini_rgbd`` also for a path to that
+        file); '' when the variant ships none (prefill only)."""
+        try:
+            weights = self.resolved_weights()
+        except ValueError:
+            return ''
+        return Path(weights).stem if weights.endswith('.safetensors') else weights
 
     def ensure_network(self) -> None:
         """Load the network now (raises the model's error, e.g. WeightsError, when that is impossible)."""

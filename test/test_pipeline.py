@@ -104,3 +104,17 @@ def test_linear_prefill_on_a_lidar_is_named_at_start_up() -> None:
     assert warning is not None and "'lrru_mini_rgbd'" in warning and 'model.weights: lrru_mini' in warning
     assert prefill_mismatch('points', method('lrru_mini'), 'lrru_mini') is None
     assert prefill_mismatch('depth', method('lrru_mini_rgbd'), 'lrru_mini_rgbd') is None
+
+
+def test_weights_name_is_the_file_that_runs() -> None:
+    """Logs and stats name the weights: the variant's shipped file when unset, a path by its stem, '' when a
+    prefill-only variant ships none."""
+    from depth_completion_ros.model.weights import resolve_weights
+    from depth_completion_ros.pipeline import DepthCompletionPipeline, PipelineSettings
+
+    def name(**kwargs) -> str:
+        return DepthCompletionPipeline(PipelineSettings(prefill_only=True), **kwargs).weights_name
+
+    assert name() == 'lrru_mini'
+    assert name(weights=str(resolve_weights('lrru_mini_rgbd'))) == 'lrru_mini_rgbd'
+    assert name(variant='base') == ''

@@ -20,7 +20,6 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import rclpy
@@ -44,7 +43,6 @@ from depth_completion_ros.pipeline import (
     PipelineSettings,
     elapsed_ms,
     prefill_mismatch,
-    resolve_shipped_weights,
 )
 from depth_completion_ros.ros import params as param_table
 from depth_completion_ros.ros.camera_info_cache import CameraInfoCache, CameraInfoFields, CameraInfoRejected
@@ -140,8 +138,7 @@ class DepthCompletionNode(Node):
         self._create_subscriptions()
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._diagnostics_timer = self.create_timer(self.values['diagnostics.period'], self._publish_diagnostics)
-        # the weights by name, for logs and stats ('' when prefill-only without shipped weights for the variant)
-        self._weights_name = _weights_name(self.pipeline.weights, self.pipeline.variant)
+        self._weights_name = self.pipeline.weights_name   # once: it reads the shipped files' metadata
         mismatch = prefill_mismatch(self.values['input_mode'], self.pipeline.resolved_prefill_method(),
                                     self._weights_name)
         if mismatch:
@@ -550,16 +547,6 @@ class _NoCameraInfo(RuntimeError):
 
 class FrameAbandoned(Exception):
     """The node is stopping: the frame in the worker is dropped without publishing."""
-
-
-def _weights_name(weights: str, variant: str) -> str:
-    """``lrru_mini_rgbd`` for the shipped name or a path to that file; the variant's shipped weights when unset."""
-    if not weights:
-        try:
-            return resolve_shipped_weights(variant)
-        except ValueError:       # prefill only, nothing shipped for this variant
-            return ''
-    return Path(weights).stem if weights.endswith('.safetensors') else weights
 
 
 def _interrupt_torch_modules(thread: threading.Thread) -> Any:
