@@ -111,7 +111,7 @@ def main(args: argparse.Namespace) -> int:
         else:
             print(format_sweep(results))
             print_written([('sweep plot', str(plot_path))] + ([('panels per level', args.save)] if args.save else []))
-        if results[-1]['interrupted']:
+        if len(results) < len(levels.levels) or results[-1]['interrupted']:
             done = ', '.join(r['sparsity'] for r in results)
             return _interrupted(f'levels {done} (the last one on {results[-1]["frames"]} of '
                                 f'{results[-1]["frames_requested"]} frames)')

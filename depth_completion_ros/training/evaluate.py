@@ -184,7 +184,9 @@ def evaluate(source: Any, protocol: Protocol, weights: str | Path | None = 'lrru
 
 
 def sweep(source: Any, protocol: Protocol, levels: Sparsity, **kwargs: Any) -> list[dict[str, Any]]:
-    """:func:`evaluate` at every level of the sweep (same seeds, so level k and k+1 differ only in sparsity)."""
+    """:func:`evaluate` at every level of the sweep (same seeds, so level k and k+1 differ only in sparsity).
+    After Ctrl-C the levels scored so far are returned (fewer than ``levels.levels``; the last may be cut short,
+    its ``interrupted`` says so)."""
     save_dir = kwargs.pop('save_dir', None)
     results = []
     for level in levels.levels:
@@ -194,7 +196,6 @@ def sweep(source: Any, protocol: Protocol, levels: Sparsity, **kwargs: Any) -> l
         except KeyboardInterrupt:        # cut before this level scored a frame: the finished levels stand
             if not results:
                 raise
-            results[-1]['interrupted'] = True
             break
         if results[-1]['interrupted']:
             break
