@@ -24,3 +24,12 @@ def test_default_configs_are_prefill_and_each_shipped_variant_once() -> None:
     labels = [label for label, _ in node_configs(None, list_shipped_weights(), 'cuda')]
     assert labels == ['prefill', 'mini']
     assert [label for label, _ in node_configs(None, [], 'cpu')] == ['prefill', 'mini (untrained, timing only)']
+
+
+def test_an_unknown_config_is_a_user_error_naming_the_choices() -> None:
+    import pytest
+
+    from depth_completion_ros.tools.common import CliError
+
+    with pytest.raises(CliError, match=r"unknown 'minni'.*mini, tiny, small, base.*lrru_mini_rgbd"):
+        node_configs('prefill,minni', list_shipped_weights(), 'cpu')

@@ -151,11 +151,17 @@ def node_configs(configs: str | None, shipped_weights: list[dict[str, Any]],
     it (``resolve_shipped_weights``: ``lrru_<variant>``, the LiDAR weights, right for this LiDAR bag), a shipped
     weights name (``lrru_mini_rgbd``) runs that file, and a variant without shipped weights runs untrained
     weights of the same cost (``model.weights`` None here: the caller writes the file)."""
+    from depth_completion_ros.model.config import VARIANTS
     from depth_completion_ros.pipeline import resolve_shipped_weights
+    from depth_completion_ros.tools.common import CliError
 
     shipped = {w['name']: w['variant'] for w in shipped_weights if w.get('variant')}
     variants = sorted(set(shipped.values()))
     labels = configs.split(',') if configs else ['prefill', *variants] if variants else ['prefill', 'mini']
+    unknown = [label for label in labels if label != 'prefill' and label not in shipped and label not in VARIANTS]
+    if unknown:
+        raise CliError(f'--configs: unknown {", ".join(map(repr, unknown))}; use prefill, a variant '
+                       f'({", ".join(VARIANTS)}) or a shipped weights name ({", ".join(shipped) or "none"})')
     result: list[tuple[str, dict[str, Any]]] = []
     for label in labels:
         params: dict[str, Any] = {'model.device': device, 'publish_debug': False}
@@ -182,6 +188,7 @@ def main(args: argparse.Namespace) -> int:
     from depth_completion_ros.model import build_model, list_shipped_weights, save_weights
     from depth_completion_ros.tools.demo import sample_bag
 
+    configs = node_configs(args.configs, list_shipped_weights(), args.device)  # a wrong --configs fails first
     workdir = Path(tempfile.mkdtemp(prefix='dcr_bench_node_'))
     if args.bag:
         bag = Path(args.bag)
@@ -190,7 +197,6 @@ def main(args: argparse.Namespace) -> int:
         with contextlib.redirect_stdout(sys.stderr):    # its progress line: stdout stays one JSON object
             bag = sample_bag(Path.home() / '.cache' / 'depth_completion_ros', args.frames)
         frames = args.frames
-    configs = node_configs(args.configs, list_shipped_weights(), args.device)
     for _label, params in configs:
         if params.get('model.weights') is None and not params.get('prefill_only'):
             path = workdir / f'untrained_{params["model.variant"]}.safetensors'
