@@ -29,7 +29,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     'eval': ('depth_completion_ros.tools.eval', 'evaluate prefill and network side by side (KITTI/NYU protocols)'),
     'preview': ('depth_completion_ros.tools.preview', 'write preview PNGs of synthetic training scenes'),
     'export': ('depth_completion_ros.tools.export', 'export a model to ONNX (TDU included)'),
-    'bench': ('depth_completion_ros.tools.bench', 'benchmarks: geometry, model, node'),
+    'bench': ('depth_completion_ros.tools.bench', 'benchmarks: geometry, model, node, soak, cpu, gpu'),
     'info': ('depth_completion_ros.tools.info', 'versions, devices, variants and shipped weights'),
     'shm-clean': ('depth_completion_ros.tools.shm_clean',
                   'remove Fast DDS shared-memory segments no live process uses (left by killed nodes)'),

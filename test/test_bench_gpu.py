@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from depth_completion_ros import cli
-from depth_completion_ros.tools import bench_gpu
+from depth_completion_ros.tools.bench import gpu as bench_gpu
 
 
 def parse(*argv: str) -> argparse.Namespace:

@@ -4,7 +4,7 @@ linear prefill once turned the Mini row's prefill stage into 750 ms)."""
 from depth_completion_ros.model import list_shipped_weights
 from depth_completion_ros.model.weights import read_metadata, resolve_weights
 from depth_completion_ros.pipeline import resolve_shipped_weights
-from depth_completion_ros.tools.bench_node import node_configs
+from depth_completion_ros.tools.bench.node import node_configs
 
 
 def test_variant_runs_the_lidar_weights_the_node_would_pick() -> None:

@@ -109,7 +109,7 @@ def markdown(report: dict[str, Any]) -> str:
 def main(args: argparse.Namespace) -> int:
     import torch
 
-    from depth_completion_ros.tools.bench_model import bench_network, bench_prefill, machine_description
+    from depth_completion_ros.tools.bench.model import bench_network, bench_prefill, machine_description
     from depth_completion_ros.tools.common import CliError
 
     if args.device == 'cuda' and not torch.cuda.is_available():

@@ -21,7 +21,7 @@ from depth_completion_ros.core.conversions import arrays_to_pointcloud2, pointcl
 from depth_completion_ros.core.projection import backproject, project_points
 from depth_completion_ros.core.transforms import RigidTransform
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -64,7 +64,7 @@ def child_env(threads: int, wait: str) -> dict[str, str]:
 
 def run_child(config: dict[str, Any], timeout_s: float = 900.0) -> dict[str, Any]:
     env = child_env(config['threads'], config['wait'])
-    done = subprocess.run([sys.executable, '-m', 'depth_completion_ros.tools.bench_cpu', '--child',
+    done = subprocess.run([sys.executable, '-m', 'depth_completion_ros.tools.bench.cpu', '--child',
                            json.dumps(config)], env=env, capture_output=True, text=True, timeout=timeout_s)
     lines = [line for line in done.stdout.splitlines() if line.startswith('{')]
     if done.returncode != 0 or not lines:
@@ -79,7 +79,7 @@ def kitti_frame(height: int, width: int) -> tuple[Any, Any, str]:
     from depth_completion_ros.core.kitti import kitti_sparse_depth, load_kitti_object_frame
 
     root = Path(os.environ.get('DEPTH_COMPLETION_SHARED_DATA',
-                               Path(__file__).resolve().parents[2].parent / 'shared' / 'data')) / 'kitti_object'
+                               Path(__file__).resolve().parents[3].parent / 'shared' / 'data')) / 'kitti_object'
     frame = load_kitti_object_frame(root, '000003')
     sparse = np.asarray(kitti_sparse_depth(frame), np.float32)
     rgb_canvas = np.zeros((height, width, 3), np.uint8)

@@ -9,15 +9,15 @@ import argparse
 import importlib
 
 TARGETS = {
-    'geometry': ('depth_completion_ros.tools.bench_geometry',
+    'geometry': ('depth_completion_ros.tools.bench.geometry',
                  'PointCloud2 decode/encode, projection and back-projection timings'),
-    'model': ('depth_completion_ros.tools.bench_model', 'LRRU forward latency and peak memory per variant, prefill'),
-    'node': ('depth_completion_ros.tools.bench_node', 'the node end to end: throughput, latency, drops'),
-    'soak': ('depth_completion_ros.tools.bench_soak',
+    'model': ('depth_completion_ros.tools.bench.model', 'LRRU forward latency and peak memory per variant, prefill'),
+    'node': ('depth_completion_ros.tools.bench.node', 'the node end to end: throughput, latency, drops'),
+    'soak': ('depth_completion_ros.tools.bench.soak',
              'the node for N minutes, real frames + malformed mix: outputs/s, latency, RSS growth'),
-    'cpu': ('depth_completion_ros.tools.bench_cpu',
+    'cpu': ('depth_completion_ros.tools.bench.cpu',
             "threads x OpenMP wait policy x malloc, idle and under load, vs the machine's fp32 limit"),
-    'gpu': ('depth_completion_ros.tools.bench_gpu',
+    'gpu': ('depth_completion_ros.tools.bench.gpu',
             'the GPU path in one run: all variants x fp32/fp16/bf16 x compile, prefill, node -> JSON + markdown'),
 }
 
