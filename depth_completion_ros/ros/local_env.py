@@ -6,8 +6,10 @@ subprocesses they start). Child processes inherit the environment.
 """
 from __future__ import annotations
 
+import atexit
 import fcntl
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -58,6 +60,11 @@ def private_domain_id(seed: int | None = None) -> int:
                        f'run (locks in {DOMAIN_LOCK_DIR}); wait for one to finish')
 
 
+def _remove_log_dir(path: str, owner_pid: int) -> None:
+    if os.getpid() == owner_pid:  # a forked child (DataLoader worker) runs inherited atexit hooks too: not its folder
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def configure_local_ros(domain_id: int | None = None, transport: str = 'shm',
                         log_dir: str | None = None) -> dict[str, str]:
     """Set the environment so every ROS participant of this process (and its children) stays local.
@@ -76,6 +83,9 @@ def configure_local_ros(domain_id: int | None = None, transport: str = 'shm',
     env['ROS_DOMAIN_ID'] = str(private_domain_id() if domain_id is None else domain_id)
     if log_dir is None and 'ROS_LOG_DIR' not in os.environ:
         log_dir = tempfile.mkdtemp(prefix='dcr_roslog_')
+        # Ours alone (children inherit ROS_LOG_DIR and write there too, then end before us): removed when this
+        # process exits, so runs do not pile up folders in the temp directory.
+        atexit.register(_remove_log_dir, log_dir, os.getpid())
     if log_dir is not None:
         env['ROS_LOG_DIR'] = log_dir
     os.environ.update(env)
