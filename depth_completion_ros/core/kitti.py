@@ -55,11 +55,10 @@ def read_velodyne(path: str | Path) -> np.ndarray:
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """HxWx3 uint8 RGB."""
-    from PIL import Image
+    """HxWx3 uint8 RGB; a truncated or corrupt file raises the loaders' DataError naming it."""
+    from depth_completion_ros.data.image_files import read_image_array
 
-    with Image.open(Path(path)) as image:
-        return np.asarray(image.convert('RGB'), dtype=np.uint8).copy()
+    return read_image_array(path, 'RGB').astype(np.uint8, copy=False)
 
 
 def _frame_name(frame_id: str | int) -> str:

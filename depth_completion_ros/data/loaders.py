@@ -33,8 +33,9 @@ from depth_completion_ros.core.kitti import (
 )
 from depth_completion_ros.core.transforms import RigidTransform
 from depth_completion_ros.data.errors import DataError
+from depth_completion_ros.data.image_files import read_image_array
 from depth_completion_ros.data.sample import Sample, bottom_crop, crop_sample
-from depth_completion_ros.data.spec import DataSpec, FrameSelection, frame_number
+from depth_completion_ros.data.spec import DATA_KINDS, DataSpec, FrameSelection, frame_number
 
 __all__ = ['DataError', 'Sample', 'bottom_crop', 'crop_sample', 'open_source', 'read_depth_png', 'KINDS',
            'SyntheticSource', 'KittiDepthCompletionFolder', 'KittiObjectFolder', 'RGBDFolder', 'RosbagSource']
@@ -51,10 +52,7 @@ def _natural_key(path: Path) -> list[Any]:
 
 def read_depth_png(path: Path, scale: float) -> np.ndarray:
     """16-bit PNG/PGM -> float32 metres (``value / scale``; 0 stays 0)."""
-    from PIL import Image
-
-    with Image.open(path) as image:
-        raw = np.asarray(image)
+    raw = read_image_array(path)
     if raw.ndim != 2 or raw.dtype.kind not in 'ui':
         raise DataError(f'{path}: expected a single-channel 16-bit depth image, got {raw.dtype} {raw.shape}')
     return (raw.astype(np.float32) / np.float32(scale)).astype(np.float32)
@@ -374,8 +372,7 @@ class RosbagSource:
 
 
 # ---------------------------------------------------------------------------------------------- spec parsing
-KINDS = ('synthetic', 'kitti-dc', 'kitti-dc-gt', 'kitti-object', 'kitti-raw', 'kitti-raw-accum', '7scenes', 'rgbd',
-         'bag')
+KINDS = tuple(DATA_KINDS)   # the one table is data.spec.DATA_KINDS
 
 
 def _floats(text: str | None, count: int, what: str) -> tuple[float, ...] | None:

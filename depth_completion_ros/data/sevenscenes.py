@@ -23,6 +23,7 @@ from depth_completion_ros.core.kitti import read_image
 from depth_completion_ros.core.projection import register_depth
 from depth_completion_ros.core.transforms import RigidTransform
 from depth_completion_ros.data.errors import DataError
+from depth_completion_ros.data.image_files import read_image_array
 from depth_completion_ros.data.sample import Sample
 from depth_completion_ros.data.spec import FrameSelection, frame_number
 
@@ -36,10 +37,7 @@ REGISTERED_CACHE_FRAMES = 256   # registered maps kept in memory as uint16 mm (0
 
 def read_sevenscenes_depth(path: Path) -> np.ndarray:
     """uint16 mm -> float32 m; 0 and 65535 (7-Scenes' invalid marker) become 0."""
-    from PIL import Image
-
-    with Image.open(path) as image:
-        raw = np.asarray(image)
+    raw = read_image_array(path)
     if raw.ndim != 2 or raw.dtype.kind not in 'ui':
         raise DataError(f'{path}: expected a 16-bit single-channel depth PNG, got {raw.dtype} {raw.shape}')
     metres = raw.astype(np.float32) / np.float32(1000.0)

@@ -17,6 +17,35 @@ from depth_completion_ros.data.errors import DataError
 T = TypeVar('T')
 _RANGE = re.compile(r'^(\d*)(-?)(\d*)(?::(\d+))?$')
 
+# The one table of ``--data``/``--from`` kinds: kind -> (how it is written, what it reads). Every command's help
+# and every "unknown kind" error is generated from it, so they cannot disagree (docs/DATA.md has the options).
+DATA_KINDS: dict[str, tuple[str, str]] = {
+    'synthetic': ('synthetic:street|room', 'generated street (camera + LiDAR) or room (RGB-D) scenes'),
+    'kitti-dc': ('kitti-dc:DIR', 'KITTI depth completion: velodyne_raw + image (+ groundtruth)'),
+    'kitti-dc-gt': ('kitti-dc-gt:DIR', 'KITTI depth completion ground truth only, LiDAR input simulated from it'),
+    'kitti-object': ('kitti-object:DIR', 'KITTI object: image_2/, velodyne/, calib/'),
+    'kitti-raw': ('kitti-raw:DIR', "a KITTI raw drive: image_02/data, velodyne_points/data, the day's calib"),
+    'kitti-raw-accum': ('kitti-raw-accum:DIR', 'kitti-raw with targets accumulated from neighbouring scans'),
+    '7scenes': ('7scenes:DIR', 'a Microsoft 7-Scenes sequence (frame-*.color.jpg + frame-*.depth.png)'),
+    'rgbd': ('rgbd:DIR', 'an RGB-D folder: color/ + depth/ (16-bit PNG/PGM), intrinsics.json'),
+    'bag': ('bag:PATH', 'a rosbag2: camera image + camera_info + points or depth image'),
+}
+
+
+def kinds_help(kinds: Sequence[str] | None = None, syntax: dict[str, str] | None = None) -> str:
+    """``synthetic:street|room, kitti-dc:DIR, ...``: how each of ``kinds`` (default: all) is written, in table
+    order; ``syntax`` overrides the written form for one command (make-bag's plain ``synthetic``)."""
+    names = [name for name in DATA_KINDS if kinds is None or name in kinds]
+    return ', '.join((syntax or {}).get(name, DATA_KINDS[name][0]) for name in names)
+
+
+def kinds_table(kinds: Sequence[str] | None = None, syntax: dict[str, str] | None = None) -> str:
+    """One line per kind: its written form and what it reads (for ``--help`` epilogs and the README)."""
+    names = [name for name in DATA_KINDS if kinds is None or name in kinds]
+    rows = [((syntax or {}).get(name, DATA_KINDS[name][0]), DATA_KINDS[name][1]) for name in names]
+    width = max(len(form) for form, _ in rows)
+    return '\n'.join(f'  {form:<{width}}  {what}' for form, what in rows)
+
 
 @dataclass(frozen=True)
 class FrameSelection:
@@ -64,11 +93,15 @@ class DataSpec:
     options: dict[str, str]
 
     @classmethod
-    def parse(cls, spec: str, kinds: Sequence[str]) -> DataSpec:
+    def parse(cls, spec: str, kinds: Sequence[str] | None = None, syntax: dict[str, str] | None = None) -> DataSpec:
+        """``kinds``: the kinds the command accepts (default: every kind of :data:`DATA_KINDS`)."""
         kind, sep, rest = spec.partition(':')
-        if not sep or kind not in kinds:
+        accepted = list(DATA_KINDS) if kinds is None else kinds
+        if not sep and (syntax or {}).get(kind) == kind:  # a kind written without a location (make-bag synthetic)
+            sep = ':'
+        if not sep or kind not in accepted:
             raise DataError(f'data spec {spec!r}: write <kind>:<location>[?frames=0-35] with kind one of '
-                            f'{", ".join(kinds)}')
+                            f'{kinds_help(accepted, syntax)}')
         location, query_sep, query = rest.partition('?')
         options: dict[str, str] = {}
         if query_sep:
