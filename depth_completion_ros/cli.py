@@ -24,7 +24,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     'play': ('depth_completion_ros.tools.play', 'play a rosbag2 without the ROS CLI (rate, loop, /clock, QoS)'),
     'record': ('depth_completion_ros.tools.record', 'record topics to a rosbag2 (mcap) without the ROS CLI'),
     'make-bag': ('depth_completion_ros.tools.make_bag',
-                 'write a camera+LiDAR bag from the synthetic generator or a KITTI object/raw folder'),
+                 'write a camera + LiDAR or RGB-D bag: synthetic, KITTI (object, raw, DC), 7-Scenes, RGB-D folders'),
     'train': ('depth_completion_ros.tools.train', 'train an LRRU variant (synthetic, KITTI, RGB-D, rosbag data)'),
     'eval': ('depth_completion_ros.tools.eval', 'evaluate prefill and network side by side (KITTI/NYU protocols)'),
     'preview': ('depth_completion_ros.tools.preview', 'write preview PNGs of synthetic training scenes'),

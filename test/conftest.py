@@ -36,6 +36,16 @@ def nyu_dir(shared_data: Path) -> Path:
     return shared_data / 'nyu_kinect_slambook'
 
 
+@pytest.fixture(scope='session')
+def random_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """LRRU-mini weights of a random initialisation: the plumbing of eval and export without a trained model."""
+    from depth_completion_ros.model import build_model, save_weights
+
+    path = tmp_path_factory.mktemp('w') / 'mini.safetensors'
+    save_weights(build_model('mini'), path, {'training': {'note': 'random init, tests only'}})
+    return path
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Remove the Fast DDS shared-memory segments of ROS processes the tests killed (RosProcess.stop kills on
     timeout; each leaked segment holds ~67 MB of RAM). Only files no live process uses (shm-clean)."""

@@ -121,11 +121,13 @@ def test_play_not_a_bag_and_missing_topic(tiny_bag: Path, tmp_path: Path, capsys
     assert_one_line_error(status, err, 'play', '--rate must be > 0')
 
 
-def test_make_bag_unknown_source_and_existing_output(tiny_bag: Path, tmp_path: Path, capsys) -> None:
+def test_make_bag_unknown_source_and_existing_output(tmp_path: Path, capsys) -> None:
     status, _out, err = run_cli(['make-bag', '--from', 'webcam', '--out', str(tmp_path / 'b')], capsys)
-    assert_one_line_error(status, err, 'make-bag', "unknown source 'webcam'", 'synthetic', 'kitti-object:')
-    status, _out, err = run_cli(['make-bag', '--out', str(tiny_bag), '--frames', '1'], capsys)
-    assert status == 2 and 'Traceback' not in err and str(tiny_bag) in err
+    assert_one_line_error(status, err, 'make-bag', "'webcam'", 'synthetic', 'kitti-object:DIR', 'kitti-raw:DIR')
+    (tmp_path / 'mine').mkdir()
+    (tmp_path / 'mine' / 'notes.txt').write_text('not a bag')
+    status, _out, err = run_cli(['make-bag', '--out', str(tmp_path / 'mine'), '--frames', '1'], capsys)
+    assert_one_line_error(status, err, 'make-bag', str(tmp_path / 'mine'), '--overwrite')
 
 
 def test_eval_wrong_kind_wrong_folder_and_bad_protocol(tmp_path: Path, capsys) -> None:
@@ -144,8 +146,10 @@ def test_a_user_error_in_a_real_process_has_no_traceback(tmp_path: Path) -> None
                           str(tmp_path / 'b')], capture_output=True, text=True, timeout=120)
     assert out.returncode == 2
     assert 'Traceback' not in out.stderr + out.stdout
-    assert out.stderr.strip().splitlines() == [f'depth-completion make-bag: error: no KITTI frames (image_2/*.png + '
-                                               f'velodyne/*.bin + calib/*.txt) under {tmp_path / "none"}']
+    # make-bag reads through the same loader as eval, so the message is the loader's
+    assert out.stderr.strip().splitlines() == [f'depth-completion make-bag: error: kitti-object: {tmp_path / "none"} '
+                                               'is not a folder; pass the folder holding image_2/, velodyne/, calib/ '
+                                               '(or its training/ testing/ parent)']
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -170,10 +174,11 @@ def _interrupt(argv: list[str], ready: callable, timeout_s: float = 90.0) -> sub
 def test_demo_ctrl_c_exits_130_with_summary_and_previews_of_the_frames_so_far(tiny_bag: Path,
                                                                                tmp_path: Path) -> None:
     out = tmp_path / 'demo'
-    recorder_log = out / 'logs' / 'recorder.log'
 
     def two_frames_done() -> bool:
-        return recorder_log.is_file() and recorder_log.read_text().count('PROGRESS') >= 2
+        # the run writes beside --out (renamed to --out when it ends, Ctrl-C included)
+        logs = list(tmp_path.glob('.demo.partial-*/logs/recorder.log'))
+        return bool(logs) and logs[0].read_text().count('PROGRESS') >= 2
 
     # --rate 0.05: one frame every 2 s, so the interrupt lands mid-bag
     result = _interrupt(['demo', '--bag', str(tiny_bag), '--out', str(out), '--prefill-only', '--rate', '0.05'],
@@ -195,6 +200,8 @@ def test_demo_ctrl_c_exits_130_with_summary_and_previews_of_the_frames_so_far(ti
     assert 0.0 < summary['output_coverage'] <= 1.0
     assert summary['node_first_problem'] is None, summary['node_first_problem']
     assert 'demo: written under' in result.stdout and 'summary.json' in result.stdout
+    assert json.loads((out / '.depth_completion_output.json').read_text())['status'] == 'interrupted'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['demo']   # nothing left beside it
     for log in (out / 'logs').glob('*.log'):
         text = log.read_text()
         assert 'Traceback' not in text and 'context is invalid' not in text, (log.name, text[-2000:])

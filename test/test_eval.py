@@ -13,15 +13,6 @@ from depth_completion_ros.training.evaluate import Protocol, protocol_inputs
 METRIC_KEYS = {'rmse_mm', 'mae_mm', 'irmse', 'imae', 'rel', 'd1', 'd2', 'd3'}
 
 
-@pytest.fixture(scope='module')
-def random_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from depth_completion_ros.model import build_model, save_weights
-
-    path = tmp_path_factory.mktemp('w') / 'mini.safetensors'
-    save_weights(build_model('mini'), path, {'training': {'note': 'random init, tests only'}})
-    return path
-
-
 def _sample(seed: int = 0) -> Sample:
     from depth_completion_ros.core.camera import CameraModel
 
@@ -78,8 +69,9 @@ def test_eval_cli_json_schema(random_weights: Path, capsys: pytest.CaptureFixtur
     for side in result['methods'].values():
         assert METRIC_KEYS <= set(side)
         assert all(np.isfinite(side[k]) for k in METRIC_KEYS)
-    assert sorted(p.name for p in (tmp_path / 'panels').iterdir()) == [
-        'index.html', 'metrics.png', 'street_1000000_depth.png', 'street_1000000_error.png']
+    assert sorted(p.name for p in (tmp_path / 'panels').iterdir()) == [   # with the marker of an eval output
+        '.depth_completion_output.json', 'index.html', 'metrics.png', 'street_1000000_depth.png',
+        'street_1000000_error.png']
 
 
 def test_eval_peer_columns_equal_direct_scipy_calls(random_weights: Path, nyu_dir: Path) -> None:

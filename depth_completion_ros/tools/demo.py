@@ -29,6 +29,7 @@ import numpy as np
 from depth_completion_ros.core.conversions import stamp_to_ns
 from depth_completion_ros.ros import bagio
 from depth_completion_ros.tools.common import CliError, print_written, progress
+from depth_completion_ros.tools.output_dir import OutputDir, check_output_dir
 
 DEFAULT_FRAMES = 20
 DEFAULT_DEPTH_TOPIC = '/camera/depth/image_raw'
@@ -36,7 +37,10 @@ PREVIEW_MAX_DEPTH_M = 80.0  # one colour scale for every depth panel of the run
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument('--out', default='demo_output', help='output folder (replaced)')
+    parser.add_argument('--out', default='demo_output',
+                        help='output folder: a new one, or a previous demo output (replaced when the run ends)')
+    parser.add_argument('--overwrite', action='store_true',
+                        help='replace --out even when it holds files the demo did not write')
     parser.add_argument('--bag', default=None, help='your bag (default: the built-in synthetic sample)')
     parser.add_argument('--config', default=None, help='preset or parameter file (default: generic)')
     parser.add_argument('--image-topic', default=bagio.IMAGE_TOPIC, help='camera image topic in the bag')
@@ -287,7 +291,8 @@ def build_summary(result: dict, analysis: dict, bag: Path, out: Path, args: argp
 
 def write_outputs(out: Path, summary: dict) -> None:
     """summary.json, the summary on stdout (not after a failure: the error line matters then) and what went where."""
-    (out / 'summary.json').write_text(json.dumps(summary, indent=2))
+    if not (out / 'summary.json').is_file():
+        (out / 'summary.json').write_text(json.dumps(summary, indent=2))
     if 'error' not in summary:
         print(json.dumps(summary, indent=2))
     print_written([('summary', out / 'summary.json'), ('previews', out / 'previews'),
@@ -298,17 +303,10 @@ def write_outputs(out: Path, summary: dict) -> None:
 def main(args: argparse.Namespace) -> int:
     started = time.monotonic()
     from depth_completion_ros.ros.local_env import configure_local_ros
-    from depth_completion_ros.ros.runtime import (
-        DEBUG_TYPES,
-        DIAGNOSTICS_TYPES,
-        OUTPUT_TYPES,
-        GraphError,
-        GraphInterrupted,
-        find_config,
-        run_graph,
-    )
+    from depth_completion_ros.ros.runtime import find_config
 
     out = Path(args.out)
+    check_output_dir(out, 'demo', args.overwrite)  # before the sample bag or any process starts
     config = find_config(args.config or 'generic')
     if args.bag:
         bag = Path(args.bag)
@@ -351,9 +349,26 @@ def main(args: argparse.Namespace) -> int:
     check_inputs(bag, {**inputs, 'image': played_image_topic})
     check_weights(variant, weights, prefill_only)
 
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
+    with OutputDir(out, 'demo', args.overwrite) as output:
+        return _run(output, bag, config_values, params, params_files, inputs, played_image_topic, bag_topics,
+                    prefill_only, variant, args, started)
+
+
+def _run(output: OutputDir, bag: Path, config_values: dict, params: dict[str, object], params_files: list[Path],
+         inputs: dict[str, str], played_image_topic: str, bag_topics: dict, prefill_only: bool, variant: str,
+         args: argparse.Namespace, started: float) -> int:
+    """The graph and the analysis, written into ``output.work``; put in place when they end, also after a
+    failure the graph reports or Ctrl-C (the summary then says so), never after a crash of this process."""
+    from depth_completion_ros.ros.runtime import (
+        DEBUG_TYPES,
+        DIAGNOSTICS_TYPES,
+        OUTPUT_TYPES,
+        GraphError,
+        GraphInterrupted,
+        run_graph,
+    )
+
+    out, work = output.final, output.work
     print(f'demo: {bag} -> node ({"prefill only" if prefill_only else "LRRU-" + variant}) -> {out}', flush=True)
     bar = progress(total=bag_topics[played_image_topic][1], desc='demo', unit='frame')
 
@@ -364,23 +379,30 @@ def main(args: argparse.Namespace) -> int:
     error: str | None = None
     interrupted = False
     try:
-        result = run_graph(bag, out / 'output_bag', out / 'logs', params_files=params_files, params=params,
+        result = run_graph(bag, work / 'output_bag', work / 'logs', params_files=params_files, params=params,
                            input_topics=inputs, record_topics={**OUTPUT_TYPES, **DEBUG_TYPES, **DIAGNOSTICS_TYPES},
                            rate=args.rate or 1.0, paced=args.rate is None, play_timeout_s=900.0,
                            idle_timeout_s=60.0, on_progress=on_progress)
     except GraphInterrupted as exc:
         result, interrupted = exc.result, True
     except GraphError as exc:
-        result, error = {}, str(exc)
+        # the logs it names are in the work folder, which becomes --out
+        result, error = {}, str(exc).replace(str(work), str(out))
     finally:
         bar.close()
-    analysis = analyse(bag, out / 'output_bag', out, played_image_topic, args.gt_topic, not prefill_only,
-                       float(config_values.get('max_range', 100.0)))
+    try:
+        analysis = analyse(bag, work / 'output_bag', work, played_image_topic, args.gt_topic, not prefill_only,
+                           float(config_values.get('max_range', 100.0)))
+    except KeyboardInterrupt:  # a second Ctrl-C while previews are drawn: keep the ones drawn so far
+        output.commit('interrupted')
+        raise
     summary = build_summary(result, analysis, bag, out, args, started, played_image_topic)
     if error:
         summary['error'] = error
     if interrupted:
         summary['interrupted'] = True
+    (work / 'summary.json').write_text(json.dumps(summary, indent=2))
+    output.commit('failed' if error else 'interrupted' if interrupted else 'complete')
     write_outputs(out, summary)
     if error:  # last, where the eye lands; the same line is in summary.json
         print(f'depth-completion demo: error: {error}', file=sys.stderr, flush=True)

@@ -3,10 +3,13 @@ RGB-D or rosbag data, optionally over a sparsity sweep."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
+from depth_completion_ros.data.spec import kinds_help, kinds_table
 from depth_completion_ros.tools.common import (
     EXIT_INTERRUPTED,
     CliError,
@@ -14,6 +17,7 @@ from depth_completion_ros.tools.common import (
     print_written,
     progress,
 )
+from depth_completion_ros.tools.output_dir import OutputDir, check_output_dir
 
 # Default protocol per data kind: RGB-D folders are scored as NYUv2 (500 sampled points), data with LiDAR
 # ground truth as KITTI-DC, everything else by hiding 20 % of the measured points.
@@ -29,8 +33,9 @@ def default_protocol(data: str) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument('--data', required=True,
-                        help='synthetic:street|room, kitti-dc:DIR, kitti-object:DIR, rgbd:DIR, bag:PATH')
+    parser.add_argument('--data', required=True, metavar='KIND:LOCATION[?frames=...]',
+                        help=f'the frames to score (data kinds below): {kinds_help()}')
+    parser.epilog = 'data kinds (--data; options in docs/DATA.md):\n' + kinds_table()
     parser.add_argument('--protocol', default='auto',
                         help='kitti | holdout-points[:FRACTION] | sample-points:N | auto (RGB-D: sample-points:500, '
                              'KITTI-DC: kitti, others: holdout-points)')
@@ -56,7 +61,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--points-topic', default=None, help='bag: PointCloud2 topic (default: the bag\'s own)')
     parser.add_argument('--depth-topic', default=None, help='bag: depth image topic (rgbd bags)')
     parser.add_argument('--save', default=None, metavar='DIR',
-                        help='write per-frame depth and error panels of every method, index.html and metrics.png')
+                        help='write per-frame depth and error panels of every method, index.html and metrics.png '
+                             'into a new folder (or a previous eval --save folder, replaced when the run ends)')
+    parser.add_argument('--overwrite', action='store_true',
+                        help='replace --save even when it holds files eval did not write')
     parser.add_argument('--json', action='store_true', help='print one JSON object (methods, prefill, model, frames)')
     parser.add_argument('--per-frame', action='store_true', help='include per-frame RMSE (JSON) / print it')
 
@@ -72,17 +80,14 @@ def _json_result(result: dict, per_frame: bool) -> dict:
 
 def main(args: argparse.Namespace) -> int:
     from depth_completion_ros.data.loaders import open_source
-    from depth_completion_ros.training.evaluate import (
-        CLASSICAL,
-        Protocol,
-        Sparsity,
-        evaluate,
-        format_sweep,
-        format_table,
-        plot_sweep,
-        sweep,
-    )
+    from depth_completion_ros.training.evaluate import CLASSICAL, Protocol, Sparsity
 
+    if args.max_frames is not None and args.max_frames < 1:  # else a table of NaN over no frame, exit 0
+        raise CliError(f'--max-frames {args.max_frames} scores no frame; pass 1 or more, or leave it out for all')
+    if args.variant and args.weights:
+        _check_variant(args.variant, args.weights)
+    if args.save:
+        check_output_dir(args.save, 'eval', args.overwrite)  # before any frame is read
     try:  # the data, protocol and sweep specs are the user's input: their errors are user errors
         protocol = Protocol.parse(default_protocol(args.data) if args.protocol == 'auto' else args.protocol)
         levels = Sparsity.parse(args.sweep) if args.sweep else None
@@ -98,25 +103,46 @@ def main(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CliError(f'{exc} (see `depth-completion eval --help` for --data, --protocol, --sweep, --peers)') \
             from None
+    # The panels are written beside --save and put in place when the run ends (also after Ctrl-C, marked
+    # interrupted); a crash leaves the previous --save folder as it was.
+    with OutputDir(args.save, 'eval', args.overwrite) if args.save else contextlib.nullcontext() as saved:
+        return _evaluate(args, source, protocol, levels, peers, saved)
+
+
+def _evaluate(args: argparse.Namespace, source: Any, protocol: Any, levels: Any, peers: tuple[str, ...],
+              saved: OutputDir | None) -> int:
+    from depth_completion_ros.training.evaluate import (
+        evaluate,
+        format_sweep,
+        format_table,
+        plot_sweep,
+        sweep,
+    )
+
     options = dict(weights=args.weights, variant=args.variant, device=args.device, seed=args.seed,
-                   max_frames=args.max_frames, save_dir=args.save, peers=peers,
+                   max_frames=args.max_frames, save_dir=saved.work if saved else None, peers=peers,
                    progress=lambda frames: progress(frames, desc='eval'))
     if levels is not None:
         results = sweep(source, protocol, levels, **options)
-        plot_path = Path(args.save) / 'sweep.png' if args.save else Path('eval_sweep.png')
+        plot_path = saved.work / 'sweep.png' if saved else Path('eval_sweep.png')
         plot_sweep(results, levels, plot_path)
+        cut = len(results) < len(levels.levels) or results[-1]['interrupted']
+        if saved:
+            plot_path = saved.commit('interrupted' if cut else 'complete') / 'sweep.png'
         if args.json:
             print(json.dumps({'sweep': args.sweep, 'plot': str(plot_path),
                               'levels': [_json_result(r, args.per_frame) for r in results]}))
         else:
             print(format_sweep(results))
             print_written([('sweep plot', str(plot_path))] + ([('panels per level', args.save)] if args.save else []))
-        if len(results) < len(levels.levels) or results[-1]['interrupted']:
+        if cut:
             done = ', '.join(r['sparsity'] for r in results)
             return _interrupted(f'levels {done} (the last one on {results[-1]["frames"]} of '
                                 f'{results[-1]["frames_requested"]} frames)')
         return 0
     result = evaluate(source, protocol, **options)
+    if saved:
+        saved.commit('interrupted' if result['interrupted'] else 'complete')
     if args.json:
         print(json.dumps(_json_result(result, args.per_frame)))
     else:
@@ -131,6 +157,17 @@ def main(args: argparse.Namespace) -> int:
     if result['interrupted']:
         return _interrupted(f'{result["frames"]} of {result["frames_requested"]} frames')
     return 0
+
+
+def _check_variant(variant: str, weights: str) -> None:
+    """``--variant`` checks the weights: a mismatch names both (the loader would look for ``lrru_<variant>``
+    and report that name missing, which names neither the file given nor the cause)."""
+    from depth_completion_ros.model.weights import read_metadata, resolve_weights
+
+    stored = str(read_metadata(resolve_weights(weights)).get('variant'))
+    if stored != variant:
+        raise CliError(f'--variant {variant} does not match --weights {weights}, which holds LRRU-{stored}; '
+                       f'drop --variant, or pass --weights of an LRRU-{variant} model')
 
 
 def _interrupted(what: str) -> int:

@@ -1,12 +1,14 @@
-"""``depth-completion make-bag --from synthetic|kitti-object:<dir>|rgbd:<dir> --out <bag>``: a rosbag2 of a
-camera + LiDAR rig, or of an RGB-D (Kinect-style) camera.
+"""``depth-completion make-bag --from <kind>[:<dir>] --out <bag>``: a rosbag2 of a camera + LiDAR rig, or of an
+RGB-D (Kinect-style) camera, from the synthetic generator or any loader of :data:`MAKE_BAG_KINDS` (KITTI
+object, raw and depth completion, 7-Scenes, RGB-D folders).
 
 Topics: ``/camera/image_raw`` (rgb8, or ``--image-encoding`` yuv422/uyvy/yuyv/bayer_*8; jpeg/png go to
 ``/camera/image_raw/compressed`` as sensor_msgs/CompressedImage), ``/camera/camera_info``; for LiDAR sources
 ``/lidar/points`` (x, y, z, intensity float32) and ``/tf_static`` (camera <- lidar, recorded with a
-transient-local offered QoS as ``ros2 bag record`` stores it); for ``rgbd:`` ``/camera/depth/image_raw``
-(16UC1 mm, registered to the colour image) and ``/camera/depth/camera_info``; for synthetic bags
-``/camera/depth_gt`` (32FC1 m, NaN = no ground truth) for scoring. LiDAR extrinsics are also stored as bag
+transient-local offered QoS as ``ros2 bag record`` stores it); for depth cameras (``rgbd:``, ``7scenes:``)
+``/camera/depth/image_raw``
+(16UC1 mm, registered to the colour image) and ``/camera/depth/camera_info``; for synthetic and KITTI-DC
+bags ``/camera/depth_gt`` (32FC1 m, NaN = no ground truth) for scoring. LiDAR extrinsics are also stored as bag
 metadata and as a node parameter file ``<bag>/depth_completion_params.yaml`` (for installs without tf2_ros).
 
 One static transform must hold for the whole bag. The sources do not quite give that (KITTI frames come from
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,8 +28,12 @@ import numpy as np
 
 from depth_completion_ros.core.camera import CameraModel
 from depth_completion_ros.core.transforms import RigidTransform
+from depth_completion_ros.data.errors import DataError
+from depth_completion_ros.data.sample import Sample
+from depth_completion_ros.data.spec import DataSpec, kinds_help, kinds_table
 from depth_completion_ros.ros import bagio
 from depth_completion_ros.tools.common import CliError, print_written
+from depth_completion_ros.tools.output_dir import OutputDir, check_output_dir
 
 BAG_START_NS = 1_700_000_000 * 1_000_000_000  # a plausible epoch stamp (never 0: zero stamps are rejected)
 CAMERA_FRAME = 'camera_optical_frame'
@@ -44,14 +50,19 @@ class BagFrame:
     depth: np.ndarray | None = None  # HxW float32 m, 0 = none: a registered depth camera (rgbd sources)
 
 
+# The data kinds make-bag writes (data.spec.DATA_KINDS is the table): every loader with a camera and a depth
+# sensor; kitti-raw-accum (its targets need kiss-icp) and bag (already a bag) are left out.
+MAKE_BAG_KINDS = ('synthetic', 'kitti-dc', 'kitti-dc-gt', 'kitti-object', 'kitti-raw', '7scenes', 'rgbd')
+MAKE_BAG_SYNTAX = {'synthetic': 'synthetic'}   # one generator here: the street sequence, written without a location
+
 IMAGE_ENCODINGS = ('rgb8', 'yuv422', 'uyvy', 'yuyv', 'yuv422_yuy2', 'bayer_rggb8', 'bayer_bggr8', 'bayer_gbrg8',
                    'bayer_grbg8', 'jpeg', 'png')
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument('--from', dest='source', default='synthetic',
-                        help='synthetic; kitti-object:<dir> (a KITTI object/raw folder with image_2, velodyne, '
-                             'calib); rgbd:<dir> (color/ + depth/ 16-bit PNG/PGM, intrinsics.json or --intrinsics)')
+    parser.add_argument('--from', dest='source', default='synthetic', metavar='KIND[:DIR][?frames=...]',
+                        help=f'what to write (data kinds below): {kinds_help(MAKE_BAG_KINDS, MAKE_BAG_SYNTAX)}')
+    parser.epilog = 'data kinds (--from):\n' + kinds_table(MAKE_BAG_KINDS, MAKE_BAG_SYNTAX)
     parser.add_argument('--intrinsics', type=float, nargs=4, default=None, metavar=('FX', 'FY', 'CX', 'CY'),
                         help='rgbd: colour camera intrinsics (default: <dir>/intrinsics.json)')
     parser.add_argument('--depth-scale', type=float, default=None,
@@ -59,8 +70,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--image-encoding', default='rgb8', choices=IMAGE_ENCODINGS,
                         help='how the camera image is stored: a raw encoding, or jpeg/png as CompressedImage on '
                              '<image topic>/compressed (run the node with image_transport:=compressed)')
-    parser.add_argument('--out', required=True, help='output bag folder (must not exist)')
-    parser.add_argument('--frames', type=int, default=30, help='synthetic: number of frames; kitti: at most this many')
+    parser.add_argument('--out', required=True,
+                        help='output bag folder: a new one, or a previous make-bag output (replaced on success)')
+    parser.add_argument('--overwrite', action='store_true',
+                        help='replace --out even when it holds files make-bag did not write')
+    parser.add_argument('--frames', type=int, default=30,
+                        help='synthetic: number of frames; other kinds: at most this many')
     parser.add_argument('--rate', type=float, default=10.0, help='frame rate of the bag (Hz)')
     parser.add_argument('--width', type=int, default=1242, help='synthetic image width')
     parser.add_argument('--height', type=int, default=375, help='synthetic image height')
@@ -77,25 +92,23 @@ def synthetic_frames(n_frames: int, width: int, height: int, seed: int, rate_hz:
         yield BagFrame(frame.rgb, frame.camera, frame.points, frame.T_cam_lidar, frame.gt_depth)
 
 
-def kitti_frames(root: Path, max_frames: int) -> Iterator[BagFrame]:
-    from depth_completion_ros.core.kitti import list_kitti_object_frames, load_kitti_object_frame
+def source_frames(source: Sequence[Sample], max_frames: int, depth_camera: bool) -> Iterator[BagFrame]:
+    """Bag frames of any loader's samples: a LiDAR scan with its transform as points; a depth camera's map as
+    the registered depth image; a projected LiDAR depth image without its scan (KITTI-DC) as points again, its
+    pixels back-projected in the camera frame (identity extrinsics), so the node sees the same measurements."""
+    from depth_completion_ros.core.projection import backproject
 
-    ids = list_kitti_object_frames(root)
-    if not ids:
-        raise FileNotFoundError(f'no KITTI frames (image_2/*.png + velodyne/*.bin + calib/*.txt) under {root}')
-    for frame_id in ids[:max_frames]:
-        frame = load_kitti_object_frame(root, frame_id)
-        yield BagFrame(frame.rgb, frame.camera, frame.points, frame.T_cam_velo, None)
-
-
-def rgbd_frames(root: Path, max_frames: int, intrinsics: list[float] | None,
-                depth_scale: float | None) -> Iterator[BagFrame]:
-    from depth_completion_ros.data.loaders import RGBDFolder
-
-    folder = RGBDFolder(root, intrinsics=intrinsics, depth_scale=depth_scale)
-    for index in range(min(len(folder), max_frames)):
-        sample = folder[index]
-        yield BagFrame(sample.rgb, sample.camera, None, None, None, depth=sample.sparse)
+    for index in range(min(len(source), max_frames)):
+        sample = source[index]
+        if sample.points is not None and sample.T_cam_points is not None:
+            yield BagFrame(sample.rgb, sample.camera, sample.points, sample.T_cam_points, sample.gt)
+        elif depth_camera:
+            yield BagFrame(sample.rgb, sample.camera, None, None, None, depth=sample.sparse)
+        else:
+            cloud = np.asarray(backproject(sample.sparse, sample.camera)).reshape(-1, 3)
+            xyz = cloud[np.isfinite(cloud).all(axis=1)]
+            points = np.hstack([xyz, np.zeros((len(xyz), 1), xyz.dtype)]).astype(np.float32)  # no intensity
+            yield BagFrame(sample.rgb, sample.camera, points, RigidTransform.identity(), sample.gt)
 
 
 def _image_message(rgb: np.ndarray, encoding: str, stamp_ns: int) -> tuple[str, str, object]:
@@ -216,27 +229,38 @@ def write_bag(frames: Iterator[BagFrame], out: Path, rate_hz: float, lidar_offse
 
 def make_bag(source: str, out: str | Path, frames: int = 30, rate_hz: float = 10.0, width: int = 1242,
              height: int = 375, seed: int = 7, lidar_offset_ms: float = 3.0, image_encoding: str = 'rgb8',
-             intrinsics: list[float] | None = None, depth_scale: float | None = None) -> dict:
+             intrinsics: list[float] | None = None, depth_scale: float | None = None,
+             overwrite: bool = False) -> dict:
     out = Path(out)
+    check_output_dir(out, 'make-bag', overwrite)  # before the source is read
     if image_encoding not in IMAGE_ENCODINGS:
         raise ValueError(f'image encoding {image_encoding!r} is not one of {", ".join(IMAGE_ENCODINGS)}')
-    if source == 'synthetic':
+    spec = DataSpec.parse(source.replace('kitti:', 'kitti-object:', 1) if source.startswith('kitti:') else source,
+                          MAKE_BAG_KINDS, MAKE_BAG_SYNTAX)
+    if spec.kind == 'synthetic':
+        if spec.location not in ('', 'street'):
+            raise DataError(f'make-bag --from {source}: the synthetic bag is a street sequence; write synthetic')
         iterator = synthetic_frames(frames, width, height, seed, rate_hz)
-    elif source.startswith('kitti-object:') or source.startswith('kitti:'):
-        iterator = kitti_frames(Path(source.split(':', 1)[1]).expanduser(), frames)
-    elif source.startswith('rgbd:'):
-        iterator = rgbd_frames(Path(source.split(':', 1)[1]).expanduser(), frames, intrinsics, depth_scale)
     else:
-        raise ValueError(f'unknown source {source!r}: use synthetic, kitti-object:<dir> or rgbd:<dir>')
-    return write_bag(iterator, out, rate_hz, lidar_offset_ms, source, expected_frames=frames,
-                     image_encoding=image_encoding)
+        from depth_completion_ros.data.loaders import open_source
+
+        loader = open_source(f'{spec.kind}:{source.split(":", 1)[1]}', intrinsics=intrinsics, depth_scale=depth_scale)
+        iterator = source_frames(loader, frames, bool(getattr(loader, 'depth_camera', False)))
+    # Written beside --out and renamed when complete: a failed run (a bad file midway) leaves no playable
+    # partial bag and nothing that blocks the retry.
+    with OutputDir(out, 'make-bag', overwrite, create=False) as output:
+        report = write_bag(iterator, output.work, rate_hz, lidar_offset_ms, source, expected_frames=frames,
+                           image_encoding=image_encoding)
+        output.commit()
+    return {**report, 'bag': str(output.final)}
 
 
 def main(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     try:
         report = make_bag(args.source, args.out, args.frames, args.rate, args.width, args.height, args.seed,
-                          args.lidar_offset_ms, args.image_encoding, args.intrinsics, args.depth_scale)
+                          args.lidar_offset_ms, args.image_encoding, args.intrinsics, args.depth_scale,
+                          args.overwrite)
     except ValueError as exc:  # unknown source, no frames, bad intrinsics
         raise CliError(str(exc)) from None
     print(f'wrote {report["frames"]} frames to {report["bag"]} ({report["size_bytes"] / 1e6:.1f} MB, '

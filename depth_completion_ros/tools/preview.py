@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+
+from depth_completion_ros.tools.output_dir import prepare_in_place
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -10,7 +11,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='street (camera + LiDAR) and/or room (Kinect-like) scenes')
     parser.add_argument('--count', type=int, default=4, help='scenes per kind')
     parser.add_argument('--seed', type=int, default=0, help='first scene seed')
-    parser.add_argument('--out', default='runs/preview', help='output folder')
+    parser.add_argument('--out', default='runs/preview', help='output folder: a new one or a previous preview output')
+    parser.add_argument('--overwrite', action='store_true',
+                        help='empty --out first even when it holds files preview did not write')
     parser.add_argument('--street-size', default='1242x375', help='WxH of street frames')
     parser.add_argument('--room-size', default='640x480', help='WxH of room frames')
 
@@ -26,7 +29,7 @@ def main(args: argparse.Namespace) -> int:
     from depth_completion_ros.core.visualize import colorize_depth, colour_bar, dilate_points, save_png, side_by_side
     from depth_completion_ros.data.synthetic import room_frame, street_frame
 
-    out = Path(args.out)
+    out = prepare_in_place(args.out, 'preview', args.overwrite)  # never writes over files of the user's
     kinds = ('street', 'room') if args.kind == 'both' else (args.kind,)
     for kind in kinds:
         make = street_frame if kind == 'street' else room_frame

@@ -17,12 +17,16 @@ from typing import Any
 
 from depth_completion_ros.ros import bagio
 from depth_completion_ros.ros.runtime import ensure_local_ros
+from depth_completion_ros.tools.output_dir import OutputDir
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('topics', nargs='+', metavar='TOPIC[:TYPE]', help='topics to record, e.g. '
                         '/depth_completion/depth or /depth_completion/depth:sensor_msgs/msg/Image')
-    parser.add_argument('--out', required=True, help='output bag folder (must not exist)')
+    parser.add_argument('--out', required=True,
+                        help='output bag folder: a new one, or a previous record output (replaced when it closes)')
+    parser.add_argument('--overwrite', action='store_true',
+                        help='replace --out even when it holds files record did not write')
     parser.add_argument('--qos', choices=('auto', 'reliable', 'best_effort'), default='auto',
                         help='subscription reliability')
     parser.add_argument('--discovery-timeout', type=float, default=10.0,
@@ -125,13 +129,17 @@ def main(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f'depth-completion record: error: {exc}', file=sys.stderr)
         return 2
+    # The bag is written beside --out and renamed when it is closed: a recorder that fails to start leaves
+    # nothing, and a previous bag at --out is replaced only by a complete one.
+    output = OutputDir(args.out, 'record', args.overwrite, create=False)
     rclpy.init()
     node = rclpy.create_node('depth_completion_recorder')
     recorder: Recorder | None = None
     status = 0
     try:
         types = discover_types(node, wanted, args.discovery_timeout)
-        recorder = Recorder(node, args.out, types, args.qos, args.idle_topics, args.progress)
+        output.open()
+        recorder = Recorder(node, output.work, types, args.qos, args.idle_topics, args.progress)
         if args.wait_for_publishers:
             deadline = time.monotonic() + args.discovery_timeout
             while not recorder.all_matched() and time.monotonic() < deadline:
@@ -155,7 +163,9 @@ def main(args: argparse.Namespace) -> int:
     finally:
         if recorder is not None:
             recorder.close()
+            output.commit()
             print('record: ' + json.dumps({'bag': str(args.out), 'counts': recorder.counts}), flush=True)
+        output.discard()
         node.destroy_node()
         rclpy.try_shutdown()
     return status

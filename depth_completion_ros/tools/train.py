@@ -3,8 +3,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
 from depth_completion_ros.core.prefill import PREFILL_METHODS
+from depth_completion_ros.data.spec import kinds_help
+from depth_completion_ros.tools.common import CliError
+from depth_completion_ros.tools.output_dir import prepare_in_place
 
 
 def _pair(text: str) -> tuple[int, int]:
@@ -15,9 +19,8 @@ def _pair(text: str) -> tuple[int, int]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--variant', default='mini', help='LRRU variant: mini, tiny, small, base')
     parser.add_argument('--data', default='synthetic:street=0.7,synthetic:room=0.3',
-                        help='comma-separated <kind>:<location>=<weight> (kinds: synthetic:street|room, '
-                             'kitti-dc:DIR, kitti-object:DIR, rgbd:DIR, bag:PATH); data without ground truth '
-                             'is trained self-supervised by hiding part of its points')
+                        help=f'comma-separated <kind>:<location>=<weight> (kinds: {kinds_help()}); data without '
+                             'ground truth is trained self-supervised by hiding part of its points')
     parser.add_argument('--crop', type=_pair, default=(128, 320), help='training crop HxW')
     parser.add_argument('--batch', type=int, default=4, help='batch size per process')
     parser.add_argument('--iterations', type=int, default=1000, help='optimiser steps')
@@ -31,7 +34,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--no-amp', action='store_true', help='disable float16 autocast on CUDA')
     parser.add_argument('--no-augment', action='store_true', help='no flip / colour jitter / rotation')
     parser.add_argument('--device', default='auto', help='auto, cpu, cuda, cuda:N')
-    parser.add_argument('--out', default='runs/train', help='output folder (checkpoint, logs, plot, weights)')
+    parser.add_argument('--out', default='runs/train',
+                        help='output folder (checkpoint, logs, plot, weights): a new one or a previous train output')
+    parser.add_argument('--overwrite', action='store_true',
+                        help='empty --out first even when it holds files train did not write')
     parser.add_argument('--resume', action='store_true', help='continue from OUT/checkpoint.safetensors')
     parser.add_argument('--init-weights', default=None, help='start from these weights (path or shipped name)')
     parser.add_argument('--zero-updates', action='store_true',
@@ -56,10 +62,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    import os
-
     from depth_completion_ros.training.train import TrainConfig, epochs_to_iterations, train
 
+    if args.resume and args.overwrite:
+        raise CliError('--resume continues the run in --out and --overwrite empties it: pass one of them')
+    if int(os.environ.get('RANK', '0')) == 0:  # one process checks and prepares the folder (torchrun)
+        # In place, not in a temporary folder: a cut run's checkpoints are what --resume continues from.
+        prepare_in_place(args.out, 'train', args.overwrite, 'checkpoint.safetensors' if args.resume else None)
     iterations = args.iterations
     if args.epochs is not None:
         iterations = epochs_to_iterations(args.epochs, args.epoch_size, args.batch, int(os.environ.get('WORLD_SIZE',
