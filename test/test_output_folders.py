@@ -172,3 +172,12 @@ def test_ros_log_folders_are_removed_at_exit(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.split('record: ', 1)[1])['bag'] == str(tmp_path / 'bag')
     assert not list(tmp_path.glob('dcr_roslog_*'))
+
+
+def test_export_never_writes_over_a_folder_or_a_file_of_the_users(tmp_path: Path, capsys) -> None:
+    folder = user_folder(tmp_path / 'models')
+    notes = folder / 'thesis.tex'
+    for out in (folder, notes):
+        status, _out, err = run_cli(['export', '--random', '--no-verify', '--out', str(out)], capsys)
+        assert_one_line_error(status, err, 'export', str(out), '.onnx')
+    assert_untouched(folder)

@@ -123,6 +123,10 @@ def main(args: argparse.Namespace) -> int:
     from depth_completion_ros.core.prefill import DEFAULT_PREFILL
     from depth_completion_ros.model import build_model, load_model
 
+    out = Path(args.out).expanduser()
+    if out.is_dir() or (out.exists() and out.suffix != '.onnx'):  # never write over a folder or a file of the user's
+        raise CliError(f'--out {args.out}: {"is a folder" if out.is_dir() else "exists and is not an .onnx file"}; '
+                       'name the model file to write, e.g. --out lrru_mini.onnx')
     if args.opset < 16:
         raise CliError(f'--opset {args.opset} has no grid_sample (the TDU needs it): use --opset 16 or higher')
     try:
