@@ -28,5 +28,5 @@ def read_image_array(path: str | Path, mode: str | None = None) -> np.ndarray:
         reason = 'not an image format PIL can read'
     except (OSError, SyntaxError, ValueError) as exc:  # PIL reports broken chunks as SyntaxError/ValueError too
         reason = str(exc) or type(exc).__name__
-    raise DataError(f'{path}: cannot read this image ({reason}); the file is truncated or corrupt: copy it again '
-                    "from its source, or move it and the frame's other files out of the folder")
+    raise DataError(f'{path}: cannot read this image ({reason}); copy it again from its source, or move it and '
+                    "the frame's other files out of the folder")
