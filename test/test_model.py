@@ -21,11 +21,11 @@ def make_inputs(batch: int, height: int, width: int, seed: int = 0) -> tuple[tor
     return rgb, sparse, fill, anchors
 
 
-def test_parameter_counts_match_reference_within_one_percent() -> None:
+def test_parameter_counts_equal_the_authors() -> None:
     described = describe_variants()
     assert set(described) == set(VARIANTS) == {'mini', 'tiny', 'small', 'base'}
     for name, info in described.items():
-        assert abs(info['params'] - REFERENCE_PARAMS[name]) / REFERENCE_PARAMS[name] < 0.01, (name, info)
+        assert info['params'] == REFERENCE_PARAMS[name], (name, info)
         bc = info['base_channels']
         assert info['channels'] == [4 * bc, 8 * bc, 16 * bc, 16 * bc, 16 * bc]
     assert [described[n]['base_channels'] for n in ('mini', 'tiny', 'small', 'base')] == [2, 4, 8, 16]
@@ -130,7 +130,8 @@ def test_brief_training_improves_from_first_to_last_output() -> None:
     errors = [float((out - gt).abs().mean()) for out in outputs]
     prefill_error = float((fill - gt).abs().mean())
     print('errors per output', errors, 'prefill', prefill_error)
-    assert errors[-1] < errors[0] - 0.03, errors
+    assert all(b <= a + 1e-3 for a, b in zip(errors, errors[1:], strict=False)), errors
+    assert errors[-1] < errors[0] - 0.01, errors
     assert errors[-1] < 0.8 * prefill_error, (errors, prefill_error)
 
 

@@ -16,7 +16,7 @@ from depth_completion_ros.core.kitti import kitti_sparse_depth, load_kitti_objec
 from depth_completion_ros.core.prefill import prefill
 from depth_completion_ros.model import build_model, load_model
 from depth_completion_ros.model.inference import fuse_for_inference
-from depth_completion_ros.model.tdu import CENTRE_TAP, NUM_TAPS, TDU, DeformableAggregation
+from depth_completion_ros.model.tdu import CENTRE_TAP, NUM_TAPS, TDU, DeformableAggregation, at_least_fp32
 
 TOLERANCE_M = 1e-5
 
@@ -26,12 +26,14 @@ def reference_aggregation(aggregation: DeformableAggregation, depth: torch.Tenso
                           modulation: torch.Tensor) -> torch.Tensor:
     """offsets B,18,H,W as (dy, dx) per row-major tap; modulation B,9,H,W."""
     height, width = depth.shape[-2:]
-    depth, offsets, modulation = depth.float(), offsets.float(), modulation.float()
-    device = depth.device
-    tap_y = torch.tensor([-1.0, -1.0, -1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0], device=device).view(1, NUM_TAPS, 1, 1)
-    tap_x = torch.tensor([-1.0, 0.0, 1.0, -1.0, 0.0, 1.0, -1.0, 0.0, 1.0], device=device).view(1, NUM_TAPS, 1, 1)
-    rows = torch.arange(height, device=device, dtype=torch.float32).view(1, 1, -1, 1)
-    cols = torch.arange(width, device=device, dtype=torch.float32).view(1, 1, 1, -1)
+    depth = at_least_fp32(depth)
+    dtype, device = depth.dtype, depth.device
+    offsets, modulation = offsets.to(dtype), modulation.to(dtype)
+    tap_y = torch.tensor([-1.0, -1.0, -1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0], dtype=dtype, device=device)
+    tap_x = torch.tensor([-1.0, 0.0, 1.0, -1.0, 0.0, 1.0, -1.0, 0.0, 1.0], dtype=dtype, device=device)
+    tap_y, tap_x = tap_y.view(1, NUM_TAPS, 1, 1), tap_x.view(1, NUM_TAPS, 1, 1)
+    rows = torch.arange(height, device=device, dtype=dtype).view(1, 1, -1, 1)
+    cols = torch.arange(width, device=device, dtype=dtype).view(1, 1, 1, -1)
     sample_y = rows + tap_y + offsets[:, 0::2]
     sample_x = cols + tap_x + offsets[:, 1::2]
     norm_y = sample_y * (2.0 / rows[..., -1:, :]) - 1.0
@@ -39,8 +41,8 @@ def reference_aggregation(aggregation: DeformableAggregation, depth: torch.Tenso
     grid = torch.stack([norm_x, norm_y], dim=-1).flatten(1, 2)
     sampled = F.grid_sample(depth, grid, mode='bilinear', padding_mode='zeros', align_corners=True)
     sampled = sampled.unflatten(2, (NUM_TAPS, -1)).squeeze(1)
-    kernel = aggregation.weight.float().reshape(1, NUM_TAPS, 1, 1)
-    return (sampled * modulation * kernel).sum(dim=1, keepdim=True) + aggregation.bias.float()
+    kernel = aggregation.weight.to(dtype).reshape(1, NUM_TAPS, 1, 1)
+    return (sampled * modulation * kernel).sum(dim=1, keepdim=True) + aggregation.bias.to(dtype)
 
 
 def reference_tdu_forward(self: TDU, depth: torch.Tensor, guidance: torch.Tensor,
@@ -53,7 +55,7 @@ def reference_tdu_forward(self: TDU, depth: torch.Tensor, guidance: torch.Tensor
     zero_pair = torch.zeros_like(neighbour_offsets[:, :2])
     offsets = torch.cat([neighbour_offsets[:, :2 * CENTRE_TAP], zero_pair,
                          neighbour_offsets[:, 2 * CENTRE_TAP:]], dim=1)
-    return depth.float() + reference_aggregation(aggregation, depth, offsets, weights)
+    return at_least_fp32(depth) + reference_aggregation(aggregation, depth, offsets, weights)
 
 
 def run_reference(model: torch.nn.Module, *inputs: torch.Tensor) -> list[torch.Tensor]:
@@ -148,15 +150,19 @@ def test_aggregation_with_large_offsets_matches_and_samples_outside_the_image() 
 
 
 def test_gradients_match_previous_formulation() -> None:
+    """In float64: a sampling position within float32 rounding of a pixel edge switches the bilinear cell, so
+    float32 gradients of the two formulations legitimately differ there by percents, and where that happens
+    depends on the CPU's rounding (an Intel AVX-512 box put one in ``updates.2``). In float64 both formulations
+    agree to ~1e-12 relative; 1e-8 leaves room for summation order."""
     torch.manual_seed(0)
-    model = build_model('mini').train()
+    model = build_model('mini').train().double()
     for update in model.updates:                 # non-zero offsets, so the offset gradients are exercised
         torch.nn.init.normal_(update.offset_head.weight, std=0.3)
     generator = torch.Generator().manual_seed(1)
-    rgb = torch.rand(1, 3, 32, 48, generator=generator) * 255
-    dense = 5.0 + 20.0 * torch.rand(1, 1, 32, 48, generator=generator)
+    rgb = torch.rand(1, 3, 32, 48, generator=generator, dtype=torch.float64) * 255
+    dense = 5.0 + 20.0 * torch.rand(1, 1, 32, 48, generator=generator, dtype=torch.float64)
     sparse = torch.where(torch.rand(1, 1, 32, 48, generator=generator) < 0.1, dense, torch.zeros_like(dense))
-    fill, anchors = prefill(sparse)
+    fill, anchors = (t.double() for t in prefill(sparse.float()))
     grads = []
     inputs = (rgb, sparse, fill, anchors)
     for forward in (lambda: run_reference(model, *inputs), lambda: model(*inputs)):
@@ -168,8 +174,8 @@ def test_gradients_match_previous_formulation() -> None:
     assert reference.keys() == lean.keys()
     assert lean['updates.3.offset_head.weight'].abs().max() > 0
     for name in reference:
-        relative = float((reference[name] - lean[name]).norm() / reference[name].norm().clamp(min=1e-12))
-        assert relative <= 1e-4, (name, relative)
+        relative = float((reference[name] - lean[name]).norm() / reference[name].norm().clamp(min=1e-30))
+        assert relative <= 1e-8, (name, relative)
 
 
 def test_grid_is_cached_per_size_and_follows_size_changes() -> None:

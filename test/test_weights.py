@@ -65,8 +65,11 @@ def test_corrupt_and_missing_files(tmp_path: Path) -> None:
 
 
 def test_list_shipped_weights_shape() -> None:
-    for entry in list_shipped_weights():          # may be empty until weights are trained and shipped
-        assert set(entry) == {'name', 'path', 'variant', 'size_bytes'}
+    shipped = {entry['name']: entry for entry in list_shipped_weights()}
+    assert {'lrru_mini', 'lrru_mini_rgbd'} <= set(shipped)
+    for entry in shipped.values():
+        assert set(entry) == {'name', 'path', 'variant', 'prefill', 'size_bytes'}
+    assert shipped['lrru_mini']['prefill'] == 'ipbasic' and shipped['lrru_mini_rgbd']['prefill'] == 'linear'
 
 
 def test_depth_completer_fp32_bf16_and_prefill_only() -> None:

@@ -476,7 +476,9 @@ def _opencv_available() -> bool:
 # ---------------------------------------------------------------------------------------- prefill by name
 # ``ipbasic``: LiDAR line patterns (LRRU's prefill). ``nearest`` / ``linear``: scattered points (the NYU
 # protocol's 500 samples) and depth-camera holes (core/interpolation.py). ``multiscale``: ip_basic's variant.
-PREFILL_METHODS = ('ipbasic', 'multiscale', 'nearest', 'linear')
+# ``lrru_authors``: the LRRU authors' own fill and anchors (core/prefill_authors.py), for their checkpoints.
+PREFILL_METHODS = ('ipbasic', 'multiscale', 'nearest', 'linear', 'lrru_authors')
+AUTHORS_PREFILL = 'lrru_authors'
 DEFAULT_PREFILL = 'ipbasic'
 
 
@@ -495,7 +497,8 @@ def _per_image_numpy(depth: torch.Tensor, fill: Callable[[np.ndarray], np.ndarra
 
 def dense_prefill(sparse: torch.Tensor, method: str = DEFAULT_PREFILL) -> torch.Tensor:
     """The dense prefill alone. ``ipbasic`` runs on OpenCV for CPU tensors (when cv2 is installed) and in torch
-    elsewhere, so a CUDA frame stays on the GPU; ``nearest``/``linear`` always run in scipy on the CPU."""
+    elsewhere, so a CUDA frame stays on the GPU; ``nearest``/``linear`` always run in scipy on the CPU,
+    ``lrru_authors`` in OpenCV/scipy on the CPU."""
     from .interpolation import interpolate
 
     check_prefill_method(method)
@@ -507,6 +510,9 @@ def dense_prefill(sparse: torch.Tensor, method: str = DEFAULT_PREFILL) -> torch.
             dense = fill_in_fast(depth)
     elif method == 'multiscale':
         dense = fill_in_multiscale(depth)
+    elif method == AUTHORS_PREFILL:
+        from .prefill_authors import authors_fill
+        dense = _per_image_numpy(depth, authors_fill)
     else:
         dense = _per_image_numpy(depth, lambda image: interpolate(image, method))
     return _restore(dense, rank)
@@ -514,5 +520,10 @@ def dense_prefill(sparse: torch.Tensor, method: str = DEFAULT_PREFILL) -> torch.
 
 def prefill(sparse: torch.Tensor, method: str = DEFAULT_PREFILL) -> tuple[torch.Tensor, torch.Tensor]:
     """``(dense prefill, anchors)``: the prefill is computed from the raw sparse map (as LRRU does); anchors are
-    the outlier-cleaned points that the network re-imposes before every update (for every method)."""
+    the outlier-cleaned points that the network re-imposes before every update (for every method; the
+    ``lrru_authors`` method with the authors' own outlier removal, on the CPU like its fill)."""
+    if method == AUTHORS_PREFILL:
+        from .prefill_authors import authors_anchors
+        depth, rank = _as_batch(sparse)
+        return dense_prefill(sparse, method), _restore(_per_image_numpy(depth, authors_anchors), rank)
     return dense_prefill(sparse, method), remove_outliers(sparse)

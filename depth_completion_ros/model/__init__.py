@@ -12,7 +12,8 @@ from .lrru import LRRU, build_model, count_parameters, describe_variants
 _LAZY = {
     'lrru_loss': '.loss',
     'WeightsError': '.weights', 'save_weights': '.weights', 'load_model': '.weights',
-    'list_shipped_weights': '.weights',
+    'list_shipped_weights': '.weights', 'list_imported_weights': '.weights',
+    'import_authors_checkpoint': '.weights', 'user_weights_dir': '.weights',
     'DepthCompleter': '.inference', 'Completion': '.inference',
 }
 

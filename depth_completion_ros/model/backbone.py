@@ -1,36 +1,35 @@
-"""Cross-guided two-stream encoder, decoder with additive skips and full-resolution guidance heads (§2.4)."""
+"""Cross-guided two-stream encoder, decoder with additive skips and the four guidance features (LRRU.md §2.4).
+
+Module for module the authors' network (``model/authors.py`` maps their names onto these):
+two ResNet-like streams (RGB, raw sparse depth) of 5 stages x 2 stochastic-depth blocks, the RGB feature fused
+into the depth stream after stages 1-4, the streams summed at 1/16, a transposed-conv decoder with the fused
+features as additive skips, and the guidance of each update step taken from one decoder scale.
+"""
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from .blocks import GuideFusion, conv_bn_relu, convt_bn_relu, make_stage
+from .blocks import GuideFusion, conv_bn_relu, conv_relu, convt_bn_relu, make_stage
 from .config import LRRUConfig
 
 STAGE_STRIDES = (1, 2, 2, 2, 2)      # scales 1, 1/2, 1/4, 1/8, 1/16
 BLOCKS_PER_STAGE = 2
 
 
-class GuidanceHead(nn.Module):
-    """Brings one decoder feature (scale 1/2^k) to full resolution with ``k`` stride-2 transposed convs.
+def upsampling_head(in_channels: int, num_upsamples: int, out_channels: int) -> nn.Sequential:
+    """Brings a decoder feature at scale 1/2^k to full resolution with ``k`` transposed convs (+ BN + ReLU).
 
-    Intermediate widths halve; the last transposed conv outputs ``2bc``. A 3x3 conv at full resolution follows
-    and the depth-stem feature is added, so every guidance map also sees the raw LiDAR pattern.
+    Widths halve on the way and the last one outputs ``out_channels`` (the authors' ``upproj``: from 1/8,
+    16bc -> 8bc -> 4bc -> 2bc; from 1/4, 16bc -> 8bc -> 2bc; from 1/2, 8bc -> 2bc). Nothing follows.
     """
-
-    def __init__(self, in_channels: int, num_upsamples: int, out_channels: int) -> None:
-        super().__init__()
-        ups: list[nn.Module] = []
-        channels = in_channels
-        for step in range(num_upsamples):
-            nxt = out_channels if step == num_upsamples - 1 else channels // 2
-            ups.append(convt_bn_relu(channels, nxt))
-            channels = nxt
-        self.upsample = nn.Sequential(*ups)
-        self.refine = conv_bn_relu(channels, out_channels)
-
-    def forward(self, feature: torch.Tensor, depth_stem: torch.Tensor) -> torch.Tensor:
-        return self.refine(self.upsample(feature)) + depth_stem
+    layers: list[nn.Module] = []
+    channels = in_channels
+    for step in range(num_upsamples):
+        nxt = out_channels if step == num_upsamples - 1 else channels // 2
+        layers.append(convt_bn_relu(channels, nxt))
+        channels = nxt
+    return nn.Sequential(*layers)
 
 
 class Backbone(nn.Module):
@@ -43,7 +42,7 @@ class Backbone(nn.Module):
         stem_width = 2 * bc
         self.rgb_stem = conv_bn_relu(3, stem_width, 5)
         # The depth stem sees the raw sparse map; BN would be dominated by the zeros, so conv + bias + ReLU.
-        self.depth_stem = nn.Sequential(nn.Conv2d(1, stem_width, 5, padding=2, bias=True), nn.ReLU(inplace=True))
+        self.depth_stem = conv_relu(1, stem_width, 5)
 
         # Survival probability decays linearly from 1 (first block) to config.survival_prob (last block).
         num_blocks = len(widths) * BLOCKS_PER_STAGE
@@ -61,9 +60,11 @@ class Backbone(nn.Module):
 
         # Decoder 1/16 -> 1/8 -> 1/4 -> 1/2 -> 1; widths follow the skips.
         self.decoder = nn.ModuleList(convt_bn_relu(widths[i + 1], widths[i]) for i in reversed(range(len(widths) - 1)))
-        # Guidance heads for the decoder outputs at 1/8, 1/4, 1/2, 1 (3, 2, 1, 0 upsamplings).
+        # Guidance of update steps 1-3: the decoder outputs at 1/8, 1/4, 1/2 upsampled (3, 2, 1 transposed convs).
         self.guidance_heads = nn.ModuleList(
-            GuidanceHead(widths[scale], scale, config.guide_channels) for scale in (3, 2, 1, 0))
+            upsampling_head(widths[scale], scale, config.guide_channels) for scale in (3, 2, 1))
+        # Guidance of step 4: the full-resolution decoder output narrowed to 2bc, plus the depth stem.
+        self.full_resolution_guide = conv_bn_relu(widths[0], config.guide_channels)
 
     def forward(self, rgb: torch.Tensor, sparse: torch.Tensor) -> list[torch.Tensor]:
         # rgb: B,3,H,W normalised; sparse: B,1,H,W metres; H, W multiples of 16
@@ -83,5 +84,6 @@ class Backbone(nn.Module):
         for up, skip in zip(self.decoder, reversed(skips), strict=True):
             feature = up(feature) + skip                 # 1/8 (16bc), 1/4 (16bc), 1/2 (8bc), 1 (4bc)
             decoded.append(feature)
-        # 4 x B,2bc,H,W
-        return [head(feat, depth_stem) for head, feat in zip(self.guidance_heads, decoded, strict=True)]
+        guidance = [head(feat) for head, feat in zip(self.guidance_heads, decoded[:-1], strict=True)]
+        guidance.append(self.full_resolution_guide(decoded[-1]) + depth_stem)
+        return guidance                                  # 4 x B,2bc,H,W

@@ -1,4 +1,8 @@
-"""Small building blocks shared by the backbone and the update units."""
+"""Small building blocks shared by the backbone and the update units.
+
+Each block mirrors one of the LRRU authors' building blocks (LRRU.md §2.4-2.5); the mapping of their module
+names onto these is ``model/authors.py``.
+"""
 from __future__ import annotations
 
 import torch
@@ -17,6 +21,13 @@ def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 3, stri
     return nn.Sequential(*layers)
 
 
+def conv_relu(in_channels: int, out_channels: int, kernel_size: int = 3) -> nn.Sequential:
+    """``k x k`` conv with bias + ReLU, no normalisation (the depth stem and the update encoders: their inputs
+    are depth maps whose statistics BatchNorm would learn from the zeros of the empty pixels)."""
+    return nn.Sequential(nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=True),
+                         nn.ReLU(inplace=True))
+
+
 def convt_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
     """3x3 stride-2 transposed conv that exactly doubles H and W, + BN + ReLU."""
     return nn.Sequential(
@@ -31,13 +42,17 @@ class BasicBlock(nn.Module):
 
     Training: the residual branch of each sample survives with probability ``survival_prob`` (unscaled).
     Eval: ``survival_prob * residual + identity`` (the expectation), as in the original stochastic depth.
+    ``final_relu=False`` leaves the sum unrectified (the update units' refinement block: its output feeds the
+    1x1 weight and offset heads, which need negative values too).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, survival_prob: float = 1.0) -> None:
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, survival_prob: float = 1.0,
+                 final_relu: bool = True) -> None:
         super().__init__()
         if not 0.0 < survival_prob <= 1.0:
             raise ValueError(f'survival_prob must be in (0, 1], got {survival_prob}')
         self.survival_prob = float(survival_prob)
+        self.final_relu = final_relu
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(out_channels)
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
@@ -57,7 +72,8 @@ class BasicBlock(nn.Module):
                 residual = residual * keep.to(residual.dtype)
             else:
                 residual = residual * self.survival_prob
-        return self.relu(residual + identity)
+        out = residual + identity
+        return self.relu(out) if self.final_relu else out
 
 
 def make_stage(in_channels: int, out_channels: int, stride: int, survival_probs: list[float]) -> nn.Sequential:

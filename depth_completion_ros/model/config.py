@@ -56,7 +56,7 @@ VARIANTS: dict[str, LRRUConfig] = {
     'base': LRRUConfig('base', base_channels=16, survival_prob=0.5),
 }
 
-# Parameter counts of the authors' implementation (LRRU.md §1); ours must be within 1 %.
+# Parameter counts of the authors' implementation (LRRU.md §1); ours are equal (test/test_model.py).
 REFERENCE_PARAMS: dict[str, int] = {'mini': 329_674, 'tiny': 1_309_478, 'small': 5_219_806, 'base': 20_843_342}
 
 

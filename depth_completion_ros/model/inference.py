@@ -121,7 +121,7 @@ class DepthCompleter:
     each size waits for the compilation, ~1-2 min on CPU); if compiling fails, a warning and eager from then on.
     """
 
-    def __init__(self, variant: str = 'mini', weights: str | Path | None = 'lrru_mini', device: str = 'auto',
+    def __init__(self, variant: str | None = 'mini', weights: str | Path | None = 'lrru_mini', device: str = 'auto',
                  precision: str = 'fp32', prefill_only: bool = False, channels_last: bool = False,
                  prefill_method: str = 'auto', fuse: bool = True, compile_model: bool = False) -> None:
         if precision not in PRECISIONS:
@@ -137,12 +137,13 @@ class DepthCompleter:
         self.compile_model = compile_model
         self._compiled: tuple[nn.Module, Callable] | None = None       # (source module, compiled callable)
         if not prefill_only:
-            if weights == 'lrru_mini' and variant != 'mini':
+            if weights == 'lrru_mini' and variant not in ('mini', None):
                 weights = f'lrru_{variant}'       # the default name follows the requested variant
             if weights is None:
-                model = build_model(variant).eval()
-            else:
+                model = build_model(variant or 'mini').eval()
+            else:                                 # variant None: whatever the file holds
                 model, self.metadata = load_model(weights, variant=variant)
+            variant = model.config.name
             model = model.to(self.device)
             self.channels_last = channels_last and self.device.type == 'cuda'
             if self.channels_last:
@@ -195,8 +196,10 @@ class DepthCompleter:
             torch.cuda.synchronize(self.device)
 
     @torch.inference_mode()
-    def complete(self, rgb: np.ndarray, sparse: np.ndarray) -> Completion:
-        """``rgb`` HxWx3 uint8 RGB, ``sparse`` HxW float32 metres (0 = none) -> :class:`Completion`."""
+    def complete(self, rgb: np.ndarray, sparse: np.ndarray, raw: bool = False) -> Completion:
+        """``rgb`` HxWx3 uint8 RGB, ``sparse`` HxW float32 metres (0 = none) -> :class:`Completion`.
+
+        ``raw``: the network's last output as it is, without the floor at the nearest measurement below."""
         if sparse.ndim != 2:
             raise ValueError(f'sparse depth must be HxW, got shape {sparse.shape}')
         if not self.prefill_only and (rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.shape[:2] != sparse.shape):
@@ -221,12 +224,13 @@ class DepthCompleter:
         with self._autocast():
             outputs = self._run_network(rgb_t, sparse_t, dense, anchors)
         depth = outputs[-1][0, 0].float()
-        # The residual updates are unbounded and can overshoot to ~0 or negative depth far from any measurement
-        # (seen on NYU-density input). Nothing in the frame supports a surface nearer than the nearest measured
-        # point, so that is the floor: it keeps zero/negative depths (and iRMSE blow-ups) out of the output.
-        measured = anchors[anchors > VALID_THRESHOLD]
-        floor = measured.min() if measured.numel() else torch.tensor(VALID_THRESHOLD, device=depth.device)
-        depth = torch.maximum(depth, floor)
+        if not raw:
+            # The residual updates are unbounded and can overshoot to ~0 or negative depth far from any measurement
+            # (seen on NYU-density input). Nothing in the frame supports a surface nearer than the nearest measured
+            # point, so that is the floor: it keeps zero/negative depths (and iRMSE blow-ups) out of the output.
+            measured = anchors[anchors > VALID_THRESHOLD]
+            floor = measured.min() if measured.numel() else torch.tensor(VALID_THRESHOLD, device=depth.device)
+            depth = torch.maximum(depth, floor)
         self._sync()
         timings['network'] = (time.perf_counter() - start) * 1e3
         timings['total'] = timings['prefill'] + timings['network']

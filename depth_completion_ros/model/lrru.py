@@ -7,7 +7,7 @@ from torch import nn
 
 from .backbone import Backbone
 from .config import RGB_MEAN, RGB_STD, LRRUConfig, get_config
-from .tdu import TDU, DeformableAggregation
+from .tdu import TDU, DeformableAggregation, at_least_fp32
 
 
 class LRRU(nn.Module):
@@ -42,7 +42,7 @@ class LRRU(nn.Module):
         pad_bottom = (-height) % multiple
         pad_right = (-width) % multiple
         padding = (0, pad_right, 0, pad_bottom)
-        rgb = self.normalise_rgb(rgb.float())
+        rgb = self.normalise_rgb(at_least_fp32(rgb))
         # Always pad (a zero pad is a no-op) so an exported graph has no size-dependent branch.
         rgb = F.pad(rgb, padding, mode='replicate')                # B,3,H16,W16
         prefill = F.pad(prefill, padding, mode='replicate')        # B,1,H16,W16

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import BasicBlock, conv_bn_relu
+from .blocks import BasicBlock, conv_relu
 
 NUM_TAPS = 9
 CENTRE_TAP = 4
@@ -43,6 +43,12 @@ def _offset_channel_order() -> list[int]:
 OFFSET_CHANNEL_ORDER = _offset_channel_order()
 
 
+def at_least_fp32(tensor: torch.Tensor) -> torch.Tensor:
+    """fp16/bf16 (autocast) -> fp32; fp32 and fp64 unchanged (fp64 runs check the network against a float64
+    reference)."""
+    return tensor if tensor.dtype in (torch.float32, torch.float64) else tensor.float()
+
+
 def pixel_major_conv1x1(feature: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     """A 1x1 convolution returning ``B,H,W,C_out`` (the channels of a pixel contiguous, as the taps want them).
 
@@ -61,17 +67,17 @@ def _dynamic_shapes() -> bool:
             or torch.compiler.is_compiling())
 
 
-def regular_grid(height: int | torch.Tensor, width: int | torch.Tensor,
-                 device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def regular_grid(height: int | torch.Tensor, width: int | torch.Tensor, device: torch.device,
+                 dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
     """``(positions 1,H,W,9,2, scale (2,))``: pixel coordinates (x, y) of the 9 regular taps of every pixel, and
     the factor ``2/(n-1)`` per axis that maps pixel indices to ``grid_sample``'s [-1, 1] (align_corners=True).
 
     (n-1) is taken from the index tensors, not Python ints, so traced graphs keep H and W dynamic; the model
     pads to >= 16 pixels, so n - 1 > 0.
     """
-    rows = torch.arange(height, device=device, dtype=torch.float32)
-    cols = torch.arange(width, device=device, dtype=torch.float32)
-    taps = torch.tensor([TAP_DX, TAP_DY], device=device).t()                    # 9,2 as (x, y)
+    rows = torch.arange(height, device=device, dtype=dtype)
+    cols = torch.arange(width, device=device, dtype=dtype)
+    taps = torch.tensor([TAP_DX, TAP_DY], device=device, dtype=dtype).t()       # 9,2 as (x, y)
     grid_y, grid_x = torch.meshgrid(rows, cols, indexing='ij')                   # H,W
     positions = (torch.stack([grid_x, grid_y], dim=-1).unsqueeze(2) + taps).contiguous()   # H,W,9,2
     scale = 2.0 / torch.stack([cols[-1], rows[-1]])                             # (2/(W-1), 2/(H-1))
@@ -92,15 +98,16 @@ class DeformableAggregation(nn.Module):
         self._grids: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}     # (H, W, device) -> regular_grid
         self._workspaces: dict[tuple, torch.Tensor] = {}                      # (B, H, W, device) -> grid buffer
 
-    def grid(self, height: int, width: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    def grid(self, height: int, width: int, device: torch.device,
+             dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
         if _dynamic_shapes():
-            return regular_grid(height, width, device)
-        key = (int(height), int(width), device)
+            return regular_grid(height, width, device, dtype)
+        key = (int(height), int(width), device) if dtype == torch.float32 else (int(height), int(width), device, dtype)
         if key not in self._grids:
             if len(self._grids) >= 8:              # a node sees one or two sizes; keep memory bounded anyway
                 self._grids.clear()
                 self._workspaces.clear()
-            self._grids[key] = regular_grid(height, width, device)
+            self._grids[key] = regular_grid(height, width, device, dtype)
         return self._grids[key]
 
     def _sampling_positions(self, positions: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
@@ -111,8 +118,8 @@ class DeformableAggregation(nn.Module):
             return positions + offsets
         key = (offsets.shape[0], *positions.shape[1:3], offsets.device)
         buffer = self._workspaces.get(key)
-        if buffer is None:
-            buffer = self._workspaces[key] = torch.empty(offsets.shape, device=offsets.device)
+        if buffer is None or buffer.dtype != offsets.dtype:
+            buffer = self._workspaces[key] = torch.empty(offsets.shape, device=offsets.device, dtype=offsets.dtype)
         return torch.add(positions, offsets, out=buffer)
 
     def forward(self, depth: torch.Tensor, offsets: torch.Tensor, modulation: torch.Tensor) -> torch.Tensor:
@@ -120,33 +127,37 @@ class DeformableAggregation(nn.Module):
         ``modulation`` B,H,W,9 -> B,1,H,W."""
         height, width = depth.shape[-2:]
         # Work in fp32: depth in metres needs more than fp16's 11-bit mantissa, and grid coordinates too.
-        depth = depth.float()
-        positions, scale = self.grid(height, width, depth.device)
+        depth = at_least_fp32(depth)
+        positions, scale = self.grid(height, width, depth.device, depth.dtype)
         # The same operations, in the same order, as (pixel + tap + offset) * 2/(n-1) - 1 per axis: identical
         # coordinates, so the bilinear weights do not move at depth edges. In place after the first op.
-        grid = self._sampling_positions(positions, offsets.float()).mul_(scale).sub_(1.0)   # B,H,W,9,2
+        grid = self._sampling_positions(positions, offsets.to(depth.dtype)).mul_(scale).sub_(1.0)   # B,H,W,9,2
         sampled = F.grid_sample(depth, grid.flatten(2, 3), mode='bilinear', padding_mode='zeros',
                                 align_corners=True)                                  # B,1,H,9W
         sampled = sampled.unflatten(-1, (-1, NUM_TAPS)).squeeze(1)                   # B,H,W,9
-        kernel = self.weight.float().reshape(NUM_TAPS)
+        kernel = self.weight.to(depth.dtype).reshape(NUM_TAPS)
         if torch.is_grad_enabled():       # autograd needs the factors: out of place
-            products = sampled * modulation.float() * kernel
+            products = sampled * modulation.to(depth.dtype) * kernel
         else:                             # inference: no new full-size buffers
-            products = sampled.mul_(modulation.float()).mul_(kernel)
-        return (products.sum(dim=-1) + self.bias.float()).unsqueeze(1)             # B,1,H,W
+            products = sampled.mul_(modulation.to(depth.dtype)).mul_(kernel)
+        return (products.sum(dim=-1) + self.bias.to(depth.dtype)).unsqueeze(1)             # B,1,H,W
 
 
 class TDU(nn.Module):
-    """One update step: predicts per-pixel kernel weights and offsets from depth + guidance, then aggregates."""
+    """One update step: predicts per-pixel kernel weights and offsets from depth + guidance, then aggregates.
+
+    The authors' ``BasicDepthEncoder`` (LRRU.md §2.5): two 3x3 conv + bias + ReLU encoders (depth 1 -> 2bc -> 2bc,
+    guidance 2bc -> 2bc -> 2bc), concatenated, a 3x3 conv + bias + ReLU (4bc) and a basic block without the
+    final ReLU, then 1x1 heads with bias: 9 kernel weights (sigmoid, mean removed) and 8 (dy, dx) offsets.
+    """
 
     def __init__(self, guide_channels: int) -> None:
         super().__init__()
         fused = 2 * guide_channels
-        self.depth_encoder = nn.Sequential(conv_bn_relu(1, guide_channels),
-                                           conv_bn_relu(guide_channels, guide_channels))
-        self.guide_encoder = nn.Sequential(conv_bn_relu(guide_channels, guide_channels),
-                                           conv_bn_relu(guide_channels, guide_channels))
-        self.fuse = nn.Sequential(conv_bn_relu(fused, fused), BasicBlock(fused, fused))
+        self.depth_encoder = nn.Sequential(conv_relu(1, guide_channels), conv_relu(guide_channels, guide_channels))
+        self.guide_encoder = nn.Sequential(conv_relu(guide_channels, guide_channels),
+                                           conv_relu(guide_channels, guide_channels))
+        self.fuse = nn.Sequential(conv_relu(fused, fused), BasicBlock(fused, fused, final_relu=False))
         self.weight_head = nn.Conv2d(fused, NUM_TAPS, 1)
         self.offset_head = nn.Conv2d(fused, 2 * (NUM_TAPS - 1), 1)
         # Start from the regular 3x3 grid (zero offsets), the usual deformable-conv initialisation.
@@ -168,4 +179,4 @@ class TDU(nn.Module):
         feature = self.fuse(feature)
         weights = torch.sigmoid(pixel_major_conv1x1(feature, self.weight_head.weight, self.weight_head.bias))
         weights = weights - weights.mean(dim=-1, keepdim=True)     # taps sum to 0: a pure residual correction
-        return depth.float() + aggregation(depth, self.tap_offsets(feature), weights)
+        return at_least_fp32(depth) + aggregation(depth, self.tap_offsets(feature), weights)

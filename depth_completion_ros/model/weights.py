@@ -10,6 +10,7 @@ trained on (it learned corrections of *that* fill); inference reads it back (``D
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,13 @@ from .lrru import LRRU
 FORMAT_VERSION = 1
 METADATA_KEY = 'lrru'
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / 'weights'
+
+
+def user_weights_dir() -> Path:
+    """Where imported weights go and are found by name: ``$XDG_DATA_HOME/depth_completion_ros/weights``
+    (``~/.local/share/...`` when unset), the XDG place for a user's application data."""
+    base = os.environ.get('XDG_DATA_HOME') or str(Path.home() / '.local' / 'share')
+    return Path(base) / 'depth_completion_ros' / 'weights'
 
 
 class WeightsError(ValueError):
@@ -50,7 +58,13 @@ def save_weights(model: LRRU, path: str | Path, metadata: dict[str, Any] | None 
                  'package_version': _package_version()})
     info.setdefault('training', {})
     tensors = {name: tensor.detach().to('cpu').contiguous() for name, tensor in model.state_dict().items()}
-    save_file(tensors, str(path), metadata={METADATA_KEY: json.dumps(info, sort_keys=True)})
+    # Written beside the target and renamed: an interrupted save never leaves a truncated weights file.
+    partial = path.with_name(f'.{path.name}.partial')
+    try:
+        save_file(tensors, str(partial), metadata={METADATA_KEY: json.dumps(info, sort_keys=True)})
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
     return path
 
 
@@ -79,16 +93,19 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
 
 
 def resolve_weights(path_or_name: str | Path) -> Path:
-    """An existing file path, or a shipped name (``lrru_mini`` -> ``weights/lrru_mini.safetensors``)."""
-    candidate = Path(path_or_name)
+    """An existing file path, a shipped name (``lrru_mini`` -> ``weights/lrru_mini.safetensors``) or the name of
+    weights imported into :func:`user_weights_dir` (``lrru_base_authors``); shipped names win."""
+    candidate = Path(path_or_name).expanduser()
     if candidate.is_file():
         return candidate
     name = str(path_or_name)
-    shipped = SHIPPED_DIR / (name if name.endswith('.safetensors') else f'{name}.safetensors')
-    if shipped.is_file():
-        return shipped
-    available = ', '.join(w['name'] for w in list_shipped_weights()) or 'none shipped yet'
-    raise WeightsError(f'weights {name!r} not found as a file or as a shipped name (available: {available})')
+    file_name = name if name.endswith('.safetensors') else f'{name}.safetensors'
+    for folder in (SHIPPED_DIR, user_weights_dir()):
+        if (folder / file_name).is_file():
+            return folder / file_name
+    available = ', '.join(w['name'] for w in list_shipped_weights() + list_imported_weights()) or 'none yet'
+    raise WeightsError(f'weights {name!r} not found as a file, a shipped or an imported name (available: '
+                       f'{available}; import the LRRU authors\' checkpoints with `depth-completion weights import`)')
 
 
 def load_model(path_or_name: str | Path, variant: str | None = None,
@@ -117,15 +134,42 @@ def load_model(path_or_name: str | Path, variant: str | None = None,
     return model.to(device).eval(), info
 
 
-def list_shipped_weights() -> list[dict[str, Any]]:
-    """``[{'name', 'path', 'variant', 'size_bytes'}]`` per ``weights/*.safetensors`` (unreadable: variant None)."""
+def _list_weights(folder: Path) -> list[dict[str, Any]]:
     entries: list[dict[str, Any]] = []
-    if not SHIPPED_DIR.is_dir():
+    if not folder.is_dir():
         return entries
-    for path in sorted(SHIPPED_DIR.glob('*.safetensors')):
+    for path in sorted(folder.glob('*.safetensors')):
         try:
-            variant: str | None = str(read_metadata(path)['variant'])
+            info = read_metadata(path)
+            variant: str | None = str(info['variant'])
+            prefill: str | None = str(info['prefill'])
         except WeightsError:
-            variant = None
-        entries.append({'name': path.stem, 'path': str(path), 'variant': variant, 'size_bytes': path.stat().st_size})
+            variant = prefill = None
+        entries.append({'name': path.stem, 'path': str(path), 'variant': variant, 'prefill': prefill,
+                        'size_bytes': path.stat().st_size})
     return entries
+
+
+def list_shipped_weights() -> list[dict[str, Any]]:
+    """``[{'name', 'path', 'variant', 'prefill', 'size_bytes'}]`` per ``weights/*.safetensors`` (unreadable:
+    variant None)."""
+    return _list_weights(SHIPPED_DIR)
+
+
+def list_imported_weights() -> list[dict[str, Any]]:
+    """The same for the weights imported into :func:`user_weights_dir` (``depth-completion weights import``)."""
+    return _list_weights(user_weights_dir())
+
+
+def import_authors_checkpoint(checkpoint: str | Path, variant: str, out: str | Path | None = None) -> Path:
+    """Convert an LRRU authors' checkpoint (``model/authors.py``) into this package's weights file: ``out``, or
+    ``lrru_<variant>_authors.safetensors`` in :func:`user_weights_dir`. The prefill recorded is theirs."""
+    from .authors import read_authors_checkpoint
+
+    state, metadata = read_authors_checkpoint(checkpoint, variant)
+    model = LRRU(get_config(variant))
+    model.load_state_dict(state)
+    target = Path(out).expanduser() if out is not None else user_weights_dir() / f'lrru_{variant}_authors.safetensors'
+    if target.suffix != '.safetensors':
+        raise WeightsError(f'{target}: the output must be a .safetensors file')
+    return save_weights(model.eval(), target, metadata, prefill=str(metadata['prefill']))
