@@ -1,4 +1,4 @@
-"""``depth-completion bench {geometry,model,node,soak,cpu,gpu} [OPTIONS]``: benchmark scripts that print numbers
+"""``depth-completion bench {geometry,model,node,soak,cpu,gpu,prefill} [OPTIONS]``: benchmark scripts that print numbers
 (and JSON).
 
 Each target is a subcommand with its own options: ``depth-completion bench model --help`` lists them.
@@ -19,6 +19,8 @@ TARGETS = {
             "threads x OpenMP wait policy x malloc, idle and under load, vs the machine's fp32 limit"),
     'gpu': ('depth_completion_ros.tools.bench.gpu',
             'the GPU path in one run: all variants x fp32/fp16/bf16 x compile, prefill, node -> JSON + markdown'),
+    'prefill': ('depth_completion_ros.tools.bench.prefill',
+                'every prefill method on a real KITTI scan and Kinect map vs OpenCV fill_in_fast and griddata'),
 }
 
 
