@@ -90,3 +90,28 @@ def written_block(items: Sequence[tuple[str, str | Path | None]], title: str = '
 
 def print_written(items: Sequence[tuple[str, str | Path | None]], title: str = 'written') -> None:
     print(written_block(items, title), flush=True)
+
+
+# The rgbd_camera preset's range: a depth camera's image read with the wrong --depth-scale lands far outside it.
+DEPTH_CAMERA_RANGE_M = (0.2, 10.0)
+
+
+def depth_scale_warning(source: Any, command: str) -> str | None:
+    """One line when the first frame of a depth-camera ``source`` read with its ``depth_scale`` puts most
+    depths outside DEPTH_CAMERA_RANGE_M, naming the likely ``--depth-scale``; None otherwise (and for sources
+    without a depth scale). Printed by the caller on stderr before any work: ``--depth-scale 1`` on millimetre
+    depth otherwise scores nothing or writes a bag of depths hundreds of metres away, without a word."""
+    from depth_completion_ros.core.units import check_depth_units, likely_depth_scale
+
+    scale = getattr(source, 'depth_scale', None)
+    if scale is None or not getattr(source, 'depth_camera', False) or len(source) == 0:
+        return None
+    low, high = DEPTH_CAMERA_RANGE_M
+    problem = check_depth_units(source[0].sparse, low, high)
+    if problem is None:
+        return None
+    line = f'depth-completion {command}: warning: with --depth-scale {scale:g} (stored units per metre), ' \
+           f'{problem.describe(low, high)}'
+    if problem.factor is not None:
+        line += f'; the likely --depth-scale is {likely_depth_scale(scale, problem.factor):g}'
+    return line

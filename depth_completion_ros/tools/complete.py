@@ -15,8 +15,6 @@ from depth_completion_ros.tools.common import CliError
 
 KITTI_DEPTH_SCALE = 256.0          # KITTI depth PNGs: uint16, metres = value / 256
 CROP_PATTERN = re.compile(r'bottom:(\d+)x(\d+)')
-# A sparse map that covers more than this share of its pixels comes from a depth camera, not a LiDAR scan.
-DEPTH_CAMERA_COVERAGE = 0.2
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -86,13 +84,12 @@ def read_sparse(path: Path, depth_scale: float) -> np.ndarray:
 
 
 def choose_weights(requested: str, sparse: np.ndarray) -> tuple[str, str]:
-    """``(weights, why)``: ``auto`` picks the shipped weights that fit the input kind."""
-    if requested != 'auto':
-        return requested, 'as requested'
-    coverage = float((sparse > 0).mean())
-    if coverage > DEPTH_CAMERA_COVERAGE:
-        return 'lrru_mini_rgbd', f'{coverage:.0%} of pixels measured: a depth camera'
-    return 'lrru_mini', f'{coverage:.1%} of pixels measured: a LiDAR-like scan'
+    """``(weights, why)``: ``auto`` picks the shipped weights that fit the input kind (weights_choice's rule,
+    shared with eval, demo and the node)."""
+    from depth_completion_ros.weights_choice import by_coverage
+
+    choice = by_coverage(requested, sparse)
+    return choice.weights, choice.why
 
 
 def write_depth(path: Path, depth: np.ndarray) -> None:

@@ -14,6 +14,7 @@ from depth_completion_ros.tools.common import (
     EXIT_INTERRUPTED,
     CliError,
     close_progress_bars,
+    depth_scale_warning,
     print_written,
     progress,
 )
@@ -39,8 +40,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--protocol', default='auto',
                         help='kitti | holdout-points[:FRACTION] | sample-points:N | auto (RGB-D: sample-points:500, '
                              'KITTI-DC: kitti, others: holdout-points)')
-    parser.add_argument('--weights', default='lrru_mini',
-                        help='shipped name or .safetensors path; its stored prefill is used')
+    parser.add_argument('--weights', default='auto',
+                        help='shipped name or .safetensors path; its stored prefill is used. auto (default): '
+                             'lrru_mini for LiDAR scans, lrru_mini_rgbd for depth cameras and sampled points '
+                             '(rgbd:, 7scenes:, synthetic:room, a depth-image bag, --protocol sample-points:N); '
+                             'the choice and why are printed')
     parser.add_argument('--variant', default=None, help='check the weights are this variant (default: from file)')
     parser.add_argument('--peers', default='ipbasic,nearest,linear',
                         help='classical methods printed beside the network (its own prefill is always included)')
@@ -84,7 +88,7 @@ def main(args: argparse.Namespace) -> int:
 
     if args.max_frames is not None and args.max_frames < 1:  # else a table of NaN over no frame, exit 0
         raise CliError(f'--max-frames {args.max_frames} scores no frame; pass 1 or more, or leave it out for all')
-    if args.variant and args.weights:
+    if args.variant and args.weights != 'auto':
         _check_variant(args.variant, args.weights)
     if args.save:
         check_output_dir(args.save, 'eval', args.overwrite)  # before any frame is read
@@ -103,6 +107,10 @@ def main(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CliError(f'{exc} (see `depth-completion eval --help` for --data, --protocol, --sweep, --peers)') \
             from None
+    args.weights = _choose_weights(args, source, protocol)
+    scale_warning = depth_scale_warning(source, 'eval')
+    if scale_warning:
+        print(scale_warning, file=sys.stderr, flush=True)
     # The panels are written beside --save and put in place when the run ends (also after Ctrl-C, marked
     # interrupted); a crash leaves the previous --save folder as it was.
     with OutputDir(args.save, 'eval', args.overwrite) if args.save else contextlib.nullcontext() as saved:
@@ -157,6 +165,25 @@ def _evaluate(args: argparse.Namespace, source: Any, protocol: Any, levels: Any,
     if result['interrupted']:
         return _interrupted(f'{result["frames"]} of {result["frames_requested"]} frames')
     return 0
+
+
+def _choose_weights(args: argparse.Namespace, source: Any, protocol: Any) -> str:
+    """``--weights auto``: the shipped weights that fit the data (weights_choice), said on stderr so --json
+    stays one object; a named ``--variant`` without shipped ``mini`` weights keeps that variant's own."""
+    from depth_completion_ros.pipeline import resolve_shipped_weights
+    from depth_completion_ros.weights_choice import by_data
+
+    if args.weights != 'auto':
+        return str(args.weights)
+    if args.variant and args.variant != 'mini':
+        try:
+            return resolve_shipped_weights(args.variant)
+        except ValueError as exc:
+            raise CliError(f'{exc}; pass --weights FILE.safetensors') from None
+    choice = by_data(None, args.data, str(protocol),
+                     bag_has_depth=bool(getattr(source, 'depth_topic', None)))
+    print(f'depth-completion eval: {choice.describe()}', file=sys.stderr, flush=True)
+    return choice.weights
 
 
 def _check_variant(variant: str, weights: str) -> None:

@@ -19,6 +19,7 @@ exact for every frame and the camera sees exactly what the source says.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ from depth_completion_ros.data.errors import DataError
 from depth_completion_ros.data.sample import Sample
 from depth_completion_ros.data.spec import DataSpec, kinds_help, kinds_table
 from depth_completion_ros.ros import bagio
-from depth_completion_ros.tools.common import CliError, print_written
+from depth_completion_ros.tools.common import CliError, depth_scale_warning, print_written
 from depth_completion_ros.tools.output_dir import OutputDir, check_output_dir
 
 BAG_START_NS = 1_700_000_000 * 1_000_000_000  # a plausible epoch stamp (never 0: zero stamps are rejected)
@@ -245,6 +246,9 @@ def make_bag(source: str, out: str | Path, frames: int = 30, rate_hz: float = 10
         from depth_completion_ros.data.loaders import open_source
 
         loader = open_source(f'{spec.kind}:{source.split(":", 1)[1]}', intrinsics=intrinsics, depth_scale=depth_scale)
+        scale_warning = depth_scale_warning(loader, 'make-bag')
+        if scale_warning:
+            print(scale_warning, file=sys.stderr, flush=True)
         iterator = source_frames(loader, frames, bool(getattr(loader, 'depth_camera', False)))
     # Written beside --out and renamed when complete: a failed run (a bad file midway) leaves no playable
     # partial bag and nothing that blocks the retry.
