@@ -10,6 +10,7 @@ float32 rounding. A wrong mapping (dy/dx swapped, no stochastic-depth scaling, o
 """
 from __future__ import annotations
 
+import json
 import pickle
 from pathlib import Path
 
@@ -112,6 +113,10 @@ def test_import_then_complete_reproduces_the_authors_prediction(fixtures: Path, 
     assert cli_main(['weights', 'list']) == 0
     listing = capsys.readouterr().out
     assert listing.index('imported') < listing.index('lrru_tiny_authors') and str(imported) in listing
+    assert cli_main(['info', '--json']) == 0
+    info_json = json.loads(capsys.readouterr().out)
+    assert [w['name'] for w in info_json['imported_weights']] == ['lrru_tiny_authors']
+    assert 'lrru_tiny_authors' not in [w['name'] for w in info_json['weights']]
     out = tmp_path / 'out.npy'
     assert cli_main(['complete', '--weights', 'lrru_tiny_authors', '--rgb', str(fixtures / 'frame' / 'rgb.png'),
                      '--sparse', str(fixtures / 'frame' / 'velodyne_raw.png'), '--crop', 'bottom:352x1216',
@@ -162,3 +167,34 @@ def test_convert_names_the_first_mismatching_key() -> None:
     state = {'conv_img.conv.0.weight': torch.zeros(8, 3, 5, 5)}
     with pytest.raises(ValueError, match=r"conv_img\.conv\.0\.weight.*\(8, 3, 5, 5\).*\(4, 3, 5, 5\).*LRRU-tiny"):
         convert_state_dict(state, 'mini')
+
+
+def test_onnx_export_of_an_imported_checkpoint_matches_the_authors(fixtures: Path, tmp_path: Path) -> None:
+    """Exported at the default opset (18: TensorRT keeps GridSample bilinear below 20), traced at another size,
+    run by onnxruntime on the authors' frame: the same bounds as the PyTorch network."""
+    ort = pytest.importorskip('onnxruntime')
+    from depth_completion_ros.tools import export
+
+    state, _ = read_authors_checkpoint(fixtures / 'mini' / 'checkpoint.pt', 'mini')
+    model = build_model('mini')
+    model.load_state_dict(state)
+    path = export.export_onnx(model.eval(), tmp_path / 'authors_mini.onnx', height=64, width=96)
+    session = ort.InferenceSession(str(path), providers=['CPUExecutionProvider'])
+    feeds = {name: tensor.numpy() for name, tensor in zip(export.INPUT_NAMES, network_inputs(fixtures), strict=True)}
+    outputs = session.run(export.OUTPUT_NAMES, feeds)
+    assert_matches([torch.from_numpy(out) for out in outputs], np.load(fixtures / 'mini' / 'expected.npz'),
+                   MAX_M, MEAN_M)
+
+
+def test_train_init_fine_tunes_imported_weights_with_their_prefill(fixtures: Path, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv('XDG_DATA_HOME', str(tmp_path / 'data'))
+    assert cli_main(['weights', 'import', str(fixtures / 'mini' / 'checkpoint.pt'), '--variant', 'mini']) == 0
+    out = tmp_path / 'run'
+    assert cli_main(['train', '--init', 'lrru_mini_authors', '--data', 'synthetic:street', '--iterations', '2',
+                     '--batch', '1', '--crop', '64x96', '--workers', '0', '--quiet', '--out', str(out)]) == 0
+    model, info = load_model(out / 'lrru_mini.safetensors')
+    assert info['variant'] == 'mini' and info['prefill'] == 'lrru_authors'        # taken from the imported file
+    start, _ = load_model('lrru_mini_authors')
+    changed = [k for k, v in model.state_dict().items() if not torch.equal(v, start.state_dict()[k])]
+    assert changed                                                                # it trained from there

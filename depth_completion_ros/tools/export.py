@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import warnings
 from pathlib import Path
 
@@ -35,8 +36,9 @@ OUTPUT_MEANINGS = {name: f'dense depth after update {i + 1} of 4 (long to short 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument('--variant', default='mini', choices=['mini', 'tiny', 'small', 'base'],
-                        help='LRRU variant (checked against the weights file)')
+    parser.add_argument('--variant', default=None, choices=['mini', 'tiny', 'small', 'base'],
+                        help='LRRU variant: checked against --weights when given (default: the file\'s); '
+                             'with --random the variant to build (default: mini)')
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument('--weights', default=None, help='weights: a .safetensors path or a shipped name (lrru_mini)')
     source.add_argument('--random', action='store_true',
@@ -45,7 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--out', required=True, help='output .onnx file')
     parser.add_argument('--height', type=int, default=256, help='height of the example input used for tracing')
     parser.add_argument('--width', type=int, default=1216, help='width of the example input used for tracing')
-    parser.add_argument('--opset', type=int, default=18, help='ONNX opset (>= 16 for grid_sample)')
+    parser.add_argument('--opset', type=int, default=18,
+                        help='ONNX opset: 16-19 (grid_sample needs >= 16; TensorRT reads the bilinear GridSample '
+                             'of opset >= 20 as nearest, NVIDIA/TensorRT#4646)')
     parser.add_argument('--static', action='store_true', help='fix H and W to the traced size')
     parser.add_argument('--no-verify', action='store_true', help='skip the onnxruntime comparison')
 
@@ -129,12 +133,16 @@ def main(args: argparse.Namespace) -> int:
                        'name the model file to write, e.g. --out lrru_mini.onnx')
     if args.opset < 16:
         raise CliError(f'--opset {args.opset} has no grid_sample (the TDU needs it): use --opset 16 or higher')
+    if args.opset >= 20:
+        print(f'warning: --opset {args.opset}: TensorRT parses the renamed GridSample mode of opset >= 20 as '
+              f'nearest (NVIDIA/TensorRT#4646); onnxruntime is fine. For TensorRT use --opset 16-19 (default 18)',
+              file=sys.stderr)
     try:
         import onnx  # noqa: F401  (the exporter and the metadata need it)
     except ImportError as exc:
         raise CliError('the onnx package is not installed: pip install onnx onnxscript') from exc
     if args.random:
-        model, weights_name, prefill_method = build_model(args.variant), 'random (untrained)', DEFAULT_PREFILL
+        model, weights_name, prefill_method = build_model(args.variant or 'mini'), 'random (untrained)', DEFAULT_PREFILL
     else:
         model, info = load_model(args.weights, variant=args.variant)
         weights_name = str(info.get('name') or args.weights)
@@ -143,7 +151,7 @@ def main(args: argparse.Namespace) -> int:
     steps.set_postfix_str('tracing')
     path = export_onnx(model, args.out, args.height, args.width, args.opset, dynamic=not args.static)
     steps.update()
-    add_metadata(path, {'variant': args.variant, 'weights': weights_name, 'prefill_method': prefill_method,
+    add_metadata(path, {'variant': model.config.name, 'weights': weights_name, 'prefill_method': prefill_method,
                         'opset': str(args.opset),
                         'dynamic_hw': str(not args.static).lower(), 'traced_size': f'{args.height}x{args.width}',
                         'producer': 'depth_completion_ros export'})
@@ -160,7 +168,7 @@ def main(args: argparse.Namespace) -> int:
             steps.write('onnxruntime not installed: skipped verification')
     steps.update()
     steps.close()
-    print(f'LRRU-{args.variant} ({weights_name}) -> {path}: opset {args.opset}, '
+    print(f'LRRU-{model.config.name} ({weights_name}) -> {path}: opset {args.opset}, '
           f'{"static" if args.static else "dynamic"} H/W, metadata in metadata_props (docs/ONNX.md)')
     for size, diff in diffs.items():
         print(f'onnxruntime vs PyTorch at {size}: max abs difference {diff:.3g} m')

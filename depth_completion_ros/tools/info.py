@@ -1,4 +1,5 @@
-"""``depth-completion info [--json]``: package and torch versions, devices, model variants, shipped weights."""
+"""``depth-completion info [--json]``: package and torch versions, devices, model variants, shipped and imported
+weights (apart: the imported ones are the user's, e.g. the LRRU authors' checkpoints)."""
 from __future__ import annotations
 
 import argparse
@@ -21,11 +22,12 @@ def collect() -> dict:
         },
     }
     try:
-        from depth_completion_ros.model import describe_variants, list_shipped_weights
+        from depth_completion_ros.model import describe_variants, list_imported_weights, list_shipped_weights
     except ImportError:  # the model package is not built yet
         return info
     info['variants'] = describe_variants()
     info['weights'] = list_shipped_weights()
+    info['imported_weights'] = list_imported_weights()
     return info
 
 
@@ -42,6 +44,9 @@ def main(args: argparse.Namespace) -> int:
           f"cuda: {info['devices']['cuda']} {info['devices']['cuda_devices']}")
     for name, v in info.get('variants', {}).items():
         print(f"  variant {name:6s} {v['params']:>11,d} parameters  channels {v.get('channels')}")
-    for w in info.get('weights', []):
-        print(f"  weights {w['name']}: variant {w.get('variant')} ({w.get('size_bytes', 0) / 1e6:.2f} MB) {w['path']}")
+    for title, key in (('shipped weights', 'weights'), ('imported weights', 'imported_weights')):
+        print(f'  {title}:' + ('' if info.get(key) else ' none'))
+        for w in info.get(key, []):
+            print(f"    {w['name']}: variant {w.get('variant')}, prefill {w.get('prefill')} "
+                  f"({w.get('size_bytes', 0) / 1e6:.2f} MB) {w['path']}")
     return 0

@@ -17,7 +17,8 @@ def _pair(text: str) -> tuple[int, int]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument('--variant', default='mini', help='LRRU variant: mini, tiny, small, base')
+    parser.add_argument('--variant', default=None, choices=('mini', 'tiny', 'small', 'base'),
+                        help='LRRU variant (default: the --init weights\' variant, else mini)')
     parser.add_argument('--data', default='synthetic:street=0.7,synthetic:room=0.3',
                         help=f'comma-separated <kind>:<location>=<weight> (kinds: {kinds_help()}); data without '
                              'ground truth is trained self-supervised by hiding part of its points')
@@ -39,7 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--overwrite', action='store_true',
                         help='empty --out first even when it holds files train did not write')
     parser.add_argument('--resume', action='store_true', help='continue from OUT/checkpoint.safetensors')
-    parser.add_argument('--init-weights', default=None, help='start from these weights (path or shipped name)')
+    parser.add_argument('--init', '--init-weights', dest='init_weights', default=None,
+                        help='start from these weights: a path, a shipped name or imported weights (e.g. the LRRU '
+                             'authors\' lrru_base_authors, to fine-tune them for another LiDAR); the variant and the '
+                             'prefill default to the file\'s')
     parser.add_argument('--zero-updates', action='store_true',
                         help='with --init-weights: zero the update heads so training starts at the prefill '
                              '(keeps the learned features; use when changing --prefill)')
@@ -51,9 +55,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--rgbd-depth-scale', type=float, default=None, help='stored depth units per metre')
     parser.add_argument('--learn-aggregation', action='store_true',
                         help='also train the shared TDU kernel/bias (LRRU does; frozen by default, see MODEL_CARD)')
-    parser.add_argument('--prefill', default='ipbasic', choices=PREFILL_METHODS,
+    parser.add_argument('--prefill', default=None, choices=PREFILL_METHODS,
                         help='prefill the network learns to correct, stored in the weights (ipbasic: LiDAR lines; '
-                             'linear/nearest: scattered points and depth-camera holes)')
+                             'linear/nearest: scattered points and depth-camera holes; lrru_authors: the LRRU '
+                             'authors\' fill). Default: the --init weights\' prefill, else ipbasic')
     parser.add_argument('--l2-weight', type=float, default=1.0,
                         help='weight of the L2 term of the L1 + L2 loss (LRRU: 1; lower it on noisy real targets)')
     parser.add_argument('--freeze-batchnorm', action='store_true',
@@ -73,6 +78,13 @@ def main(args: argparse.Namespace) -> int:
     if args.epochs is not None:
         iterations = epochs_to_iterations(args.epochs, args.epoch_size, args.batch, int(os.environ.get('WORLD_SIZE',
                                                                                                        '1')))
+    if args.init_weights:
+        from depth_completion_ros.model.weights import read_metadata, resolve_weights
+
+        stored = read_metadata(resolve_weights(args.init_weights))
+        args.variant = args.variant or str(stored['variant'])
+        args.prefill = args.prefill or str(stored['prefill'])
+    args.variant, args.prefill = args.variant or 'mini', args.prefill or 'ipbasic'
     config = TrainConfig(
         variant=args.variant, data=args.data, crop=args.crop, batch=args.batch, iterations=iterations, lr=args.lr,
         weight_decay=args.weight_decay, seed=args.seed, workers=args.workers, amp=not args.no_amp,
