@@ -161,7 +161,8 @@ def node_configs(configs: str | None, shipped_weights: list[dict[str, Any]],
     unknown = [label for label in labels if label != 'prefill' and label not in shipped and label not in VARIANTS]
     if unknown:
         raise CliError(f'--configs: unknown {", ".join(map(repr, unknown))}; use prefill, a variant '
-                       f'({", ".join(VARIANTS)}) or a shipped weights name ({", ".join(shipped) or "none"})')
+                       f'({", ".join(VARIANTS)}) or a shipped or imported weights name '
+                       f'({", ".join(shipped) or "none"})')
     result: list[tuple[str, dict[str, Any]]] = []
     for label in labels:
         params: dict[str, Any] = {'model.device': device, 'publish_debug': False}
@@ -185,10 +186,11 @@ def main(args: argparse.Namespace) -> int:
     import rclpy
     import torch
 
-    from depth_completion_ros.model import build_model, list_shipped_weights, save_weights
+    from depth_completion_ros.model import build_model, list_imported_weights, list_shipped_weights, save_weights
     from depth_completion_ros.tools.demo import sample_bag
 
-    configs = node_configs(args.configs, list_shipped_weights(), args.device)  # a wrong --configs fails first
+    # a wrong --configs fails first; imported weights (the LRRU authors') are named like shipped ones
+    configs = node_configs(args.configs, list_shipped_weights() + list_imported_weights(), args.device)
     workdir = Path(tempfile.mkdtemp(prefix='dcr_bench_node_'))
     if args.bag:
         bag = Path(args.bag)
