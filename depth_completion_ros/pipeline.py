@@ -55,6 +55,7 @@ class FrameOutput:
     cloud_rgb: np.ndarray | None      # (H/s)x(W/s)x3 uint8 or None
     used_network: bool
     timings_ms: dict[str, float] = field(default_factory=dict)
+    prefill_method: str = ''          # the prefill that ran (previews and logs name it; '' = not reported)
 
 
 def elapsed_ms(start: float) -> float:
@@ -265,7 +266,8 @@ class DepthCompletionPipeline:
             cloud_xyz, cloud_rgb = self.organized_cloud(depth, rgb, camera)
             timings['cloud'] = elapsed_ms(start)
         return FrameOutput(depth=depth, confidence=confidence, sparse=sparse, prefill=prefill, cloud_xyz=cloud_xyz,
-                           cloud_rgb=cloud_rgb, used_network=use_network, timings_ms=timings)
+                           cloud_rgb=cloud_rgb, used_network=use_network, timings_ms=timings,
+                           prefill_method=str(getattr(completer, 'prefill_method', '') or ''))
 
     def organized_cloud(self, depth: np.ndarray, rgb: np.ndarray | None,
                         camera: CameraModel) -> tuple[np.ndarray, np.ndarray | None]:

@@ -132,3 +132,23 @@ def test_no_wait_for_a_camera_info_that_came_but_was_rejected() -> None:
     start = time.monotonic()
     found = cache.lookup('cam', 2 * S, wait_s=1.0)
     assert not found.exact and time.monotonic() - start < 0.5
+
+
+def test_a_busy_worker_still_finds_the_images_own_camera_info() -> None:
+    """issue 17 (7): under load the worker looks an image up after many newer camera_infos came (K changes per
+    frame). The image's own was evicted by arrival order, and the image went with a newer, wrong one. Pinned
+    when the image arrives (expect), it stays; no clock involved."""
+    cache = CameraInfoCache(history=4)
+    cache.add(_info(1.0, fx=50.0))
+    cache.expect('cam', 2 * S)                  # the image came first (CameraPublisher order) ...
+    cache.add(_info(2.0, fx=70.0))              # ... then its camera_info ...
+    for i in range(3, 12):                      # ... then many more while the worker was busy
+        cache.add(_info(float(i), fx=50.0 + i))
+    found = cache.lookup('cam', 2 * S)
+    assert found.exact and found.entry.camera.fx == 70.0
+    # looked up: no longer pinned, evicted like any other; memory stays bounded with pins that never resolve
+    for i in range(12, 40):
+        cache.expect('cam', i * S + 1)
+        cache.add(_info(float(i), fx=50.0))
+    assert cache.entry_count() <= 2 * 4
+    assert not cache.lookup('cam', 2 * S).exact

@@ -195,7 +195,10 @@ def fov_mask(dense: np.ndarray, camera: CameraModel, sensor_fov: SensorFov,
     from depth_completion_ros.core.projection import pixel_rays, rays_times_depth
 
     height, width = dense.shape
-    sample = (slice(FOV_STRIDE // 2, None, FOV_STRIDE),) * 2
+    # Each block's centre pixel, but at least one per axis: an image 1 or 2 pixels high or wide has no pixel at
+    # FOV_STRIDE // 2, and an empty sample cannot be spread (np.pad's 'edge' mode refuses an empty axis).
+    row0, col0 = min(FOV_STRIDE // 2, height - 1), min(FOV_STRIDE // 2, width - 1)
+    sample = (slice(row0, None, FOV_STRIDE), slice(col0, None, FOV_STRIDE))
     depth = dense[sample] if fallback_depth is None else np.where(dense[sample] > 0, dense[sample],
                                                                   fallback_depth[sample])
     # Only the sampled pixels are back-projected (their undistorted rays, cached per camera, times depth).
@@ -204,9 +207,9 @@ def fov_mask(dense: np.ndarray, camera: CameraModel, sensor_fov: SensorFov,
     inside = np.zeros(points.shape[:2], dtype=bool)
     inside[known] = sensor_fov.contains(points[known])
     blocks = np.repeat(np.repeat(inside, FOV_STRIDE, axis=0), FOV_STRIDE, axis=1)
-    pad_rows = max(0, height - blocks.shape[0] - FOV_STRIDE // 2)
-    pad_cols = max(0, width - blocks.shape[1] - FOV_STRIDE // 2)
-    blocks = np.pad(blocks, ((FOV_STRIDE // 2, pad_rows), (FOV_STRIDE // 2, pad_cols)), mode='edge')
+    pad_rows = max(0, height - blocks.shape[0] - row0)
+    pad_cols = max(0, width - blocks.shape[1] - col0)
+    blocks = np.pad(blocks, ((row0, pad_rows), (col0, pad_cols)), mode='edge')
     return blocks[:height, :width]
 
 

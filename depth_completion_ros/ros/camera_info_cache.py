@@ -86,13 +86,31 @@ class Lookup:
 
 class _FrameHistory:
     def __init__(self, size: int) -> None:
-        self.entries: deque[CachedCameraInfo] = deque(maxlen=size)  # arrival order: a bag loop evicts the old
+        self.size = size
+        # Arrival order (a bag loop evicts the old), at most ``size`` plus the pinned ones (see ``add``).
+        self.entries: deque[CachedCameraInfo] = deque()
+        # Stamps of images that arrived and have not been looked up yet (CameraInfoCache.expect): their
+        # camera_infos are kept however many newer ones arrive while the worker is busy with earlier frames.
+        self.pinned: deque[int] = deque(maxlen=size)
         # Did the image get the camera_info with its own stamp, for the last few lookups? Waiting is worth it
         # while any did (this camera stamps its camera_infos like its images); a camera that publishes one
         # static camera_info misses every time and stops making its images wait after the first.
         self.recent_exact: deque[bool] = deque(maxlen=size)
         self.recent_images: deque[int] = deque(maxlen=size)  # image stamps that fell back (late exact = evidence)
         self.rejected: deque[int] = deque(maxlen=size)  # stamps whose camera_info came but was unusable
+
+    def add(self, entry: CachedCameraInfo) -> None:
+        """Append, then evict the oldest arrivals beyond ``size`` that no waiting image needs. Under load the
+        worker looks an image up long after it came; evicting by arrival alone dropped its own camera_info when
+        more than ``size`` newer ones came meanwhile, and the image went with a newer (wrong) one."""
+        self.entries.append(entry)
+        while len(self.entries) > self.size:
+            victim = next((e for e in self.entries if e.stamp_ns not in self.pinned), self.entries[0])
+            self.entries.remove(victim)
+
+    def unpin(self, stamp_ns: int) -> None:
+        if stamp_ns in self.pinned:
+            self.pinned.remove(stamp_ns)
 
     @property
     def stamps_match(self) -> bool:
@@ -139,12 +157,21 @@ class CameraInfoCache:
                                  CameraInfoFields.from_message(msg))
         with self._changed:
             frames = self._history(frame_id, create=True)
-            frames.entries.append(entry)
+            frames.add(entry)
             if entry.stamp_ns in frames.recent_images:  # its image already went with an older one
                 self.late_exact += 1
                 frames.recent_exact.append(True)
             self._changed.notify_all()
         return entry
+
+    def expect(self, frame_id: str, stamp_ns: int) -> None:
+        """An image of ``frame_id`` with ``stamp_ns`` arrived (executor thread, before any queueing): keep its
+        camera_info, present or still to come, until the worker's :meth:`lookup` of that image, whatever its
+        load. Only for frame_ids camera_infos came with (made-up frame_ids on images allocate nothing)."""
+        with self._changed:
+            frames = self._used.get(frame_id) or self._unused.get(frame_id)
+            if frames is not None:
+                frames.pinned.append(stamp_ns)
 
     def note_rejected(self, msg: Any) -> None:
         """A camera_info of a known frame_id was unusable: its images need not wait for it (it came)."""
@@ -179,6 +206,7 @@ class CameraInfoCache:
                         return None
                     entry = frames.exact(stamp_ns)
             waited = time.monotonic() - start
+            frames.unpin(stamp_ns)
             frames.recent_exact.append(entry is not None)
             if entry is not None:
                 return Lookup(entry, True, waited)

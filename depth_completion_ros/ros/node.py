@@ -35,6 +35,7 @@ from depth_completion_ros.core import conversions
 from depth_completion_ros.core.camera import CameraModel, CameraModelError
 from depth_completion_ros.core.conversions import stamp_to_ns
 from depth_completion_ros.core.cpu_runtime import configure_cpu
+from depth_completion_ros.core.units import check_depth_units
 from depth_completion_ros.core.validity import ValiditySettings
 from depth_completion_ros.pipeline import (
     DepthCompletionPipeline,
@@ -54,14 +55,19 @@ from depth_completion_ros.ros.diagnostics import (
     status_level,
 )
 from depth_completion_ros.ros.extrinsics import ExtrinsicsError, ExtrinsicsProvider, TfExtrinsics, make_extrinsics
-from depth_completion_ros.ros.problem_log import ProblemLog, clip
+from depth_completion_ros.ros.problem_log import ProblemLog, SilenceWatch, clip
 from depth_completion_ros.ros.qos import make_qos
 from depth_completion_ros.ros.sync import ApproximateTimeSync, MatchedPair, Outcome
+from depth_completion_ros.weights_choice import by_input_mode
 
 NODE_NAME = 'depth_completion'
 # Start-up CPU parameters -> configure_cpu() keywords (applied before torch is imported).
 CPU_PARAMETERS = {'cpu.threads': 'threads', 'cpu.wait_policy': 'wait_policy', 'cpu.malloc': 'malloc'}
 WARN_PERIOD_S = 2.0
+# An input silent this long is logged (then every INPUT_SILENCE_PERIOD_S while it stays silent): long enough for
+# a bag or driver to start, short enough that a wrong topic name shows in the log before anyone gives up.
+INPUT_SILENCE_S = 10.0
+INPUT_SILENCE_PERIOD_S = 30.0
 
 
 class StartupError(RuntimeError):
@@ -101,6 +107,9 @@ class DepthCompletionNode(Node):
         self.counters = Counters()
         self.problem_log = ProblemLog(self.get_logger().warning, WARN_PERIOD_S)
         self.counters.problems = self.problem_log.counts
+        # Not counted as problems (the counts would grow every period while nothing arrives): its own throttle.
+        self._silence_log = ProblemLog(self.get_logger().warning, INPUT_SILENCE_PERIOD_S)
+        self._silence = SilenceWatch(INPUT_SILENCE_S, time.monotonic())
         # Recent camera_infos per frame_id: the one with the image's stamp wins (sizes/intrinsics may change).
         self._camera_infos = CameraInfoCache()
         self._depth_camera_infos = CameraInfoCache()
@@ -197,9 +206,15 @@ class DepthCompletionNode(Node):
             raise StartupError(f'extrinsics: {exc}') from None
 
     def _make_pipeline(self) -> DepthCompletionPipeline:
+        weights = self.values['model.weights']
+        if not weights and self.values['model.variant'] == 'mini':
+            # Both shipped networks are LRRU-mini: the one trained on this node's kind of input (weights_choice).
+            choice = by_input_mode(None, self.values['input_mode'])
+            weights = choice.weights
+            self.get_logger().info(f'model.weights not set: {choice.describe("set model.weights")}')
         try:
             return DepthCompletionPipeline(self.settings, variant=self.values['model.variant'],
-                                           weights=self.values['model.weights'], device=self.values['model.device'],
+                                           weights=weights, device=self.values['model.device'],
                                            precision=self.values['model.precision'],
                                            prefill_method=self.values['prefill.method'],
                                            compile_model=self.values['model.compile'])
@@ -266,11 +281,16 @@ class DepthCompletionNode(Node):
     def _on_image(self, msg: Image) -> None:
         self.counters.images_in += 1
         self.image_rate.tick()
+        # Pinned on arrival, not when the worker gets to it: a busy worker must still find the image's own
+        # camera_info, however many newer ones came meanwhile.
+        self._camera_infos.expect(msg.header.frame_id, stamp_to_ns(msg.header.stamp))
         self._offer(msg, is_image=True)
 
     def _on_depth_source(self, msg: Any) -> None:
         self.counters.depth_in += 1
         self.depth_rate.tick()
+        if self.values['input_mode'] == 'depth' and not self.values['depth_registered']:
+            self._depth_camera_infos.expect(msg.header.frame_id, stamp_to_ns(msg.header.stamp))
         self._offer(msg, is_image=False)
 
     def _offer(self, msg: Any, is_image: bool) -> None:
@@ -359,6 +379,7 @@ class DepthCompletionNode(Node):
         else:
             depth_m = conversions.depth_image_to_metres(source_msg)
             timings['decode'] = elapsed_ms(start)
+            self._check_depth_units(depth_m, source_msg.encoding)
             if self.values['depth_registered']:
                 sparse, timings['project'] = self.pipeline.sparse_from_depth(depth_m, None, camera, None)
             else:
@@ -389,7 +410,18 @@ class DepthCompletionNode(Node):
         self.timings_pub.publish(String(data=json.dumps(
             {'stamp_ns': stamp_to_ns(stamp), 'latency_ms': round(latency_ms, 3),
              'processing_ms': round(processing_ms, 3), 'network': output.used_network,
+             'prefill_method': output.prefill_method,
              'stages_ms': {k: round(v, 3) for k, v in timings.items()}})))
+
+    def _check_depth_units(self, depth_m: Any, encoding: str) -> None:
+        """Most depths outside [min_range, max_range] is a unit mistake, not a scene: without this warning the
+        output is silently all unknown (the frame still goes through: the range may be what the user wants)."""
+        problem = check_depth_units(depth_m, self.settings.min_range, self.settings.max_range)
+        if problem is not None:
+            what = problem.describe(self.settings.min_range, self.settings.max_range)
+            self._warn('depth_units', f'depth image ({clip(encoding)}): {what}. The node reads 16UC1 as '
+                                      'millimetres and 32FC1 as metres (REP 118): fix the driver\'s units, or '
+                                      'min_range/max_range')
 
     def _camera_info_for(self, frame_id: str, stamp_ns: int, cache: CameraInfoCache | None = None,
                          topic: str = 'camera_info') -> tuple[CameraModel, CameraInfoFields]:
@@ -518,12 +550,24 @@ class DepthCompletionNode(Node):
 
     def _publish_diagnostics(self) -> None:
         stats = self.stats()
+        self._log_silent_inputs(stats)
         inputs = max(stats['images_in'], 1)
         level, message = status_level(stats['dropped'] / inputs, stats['output_rate_hz'],
                                       stats['images_in'] > 0)
         self.diagnostics_pub.publish(build_diagnostic_array(
             self.get_clock().now().to_msg(), f'{self.get_name()}: depth completion', self.get_fully_qualified_name(),
             level, message, stats))
+
+    def _log_silent_inputs(self, stats: dict[str, Any], now: float | None = None) -> None:
+        """A throttled warning naming each input topic that has received nothing for INPUT_SILENCE_S."""
+        source = 'points' if self.values['input_mode'] == 'points' else 'depth'
+        topics = {'image': self.resolve_topic_name('image'), source: self.resolve_topic_name(source)}
+        quiet = self._silence.silent({'image': stats['images_in'], source: stats['depth_in']},
+                                     time.monotonic() if now is None else now)
+        if quiet:
+            names = ', '.join(f'{topics[name]} ({seconds:.0f} s)' for name, seconds in quiet.items())
+            self._silence_log.warn('no_input', f'no message received on {names}: check the topic names '
+                                               f'(remappings), the QoS and that the sensor/bag is publishing')
 
     def stop(self, join_timeout_s: float = 30.0) -> bool:
         """Stop taking frames, abandon the one in the worker without publishing, join the worker. True when

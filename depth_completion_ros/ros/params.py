@@ -106,8 +106,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
       'of distance to it, plus one) at which confidence falls to 1/e.', runtime=True, min_value=0.001,
       max_value=10.0, step=0.0),
     P('model.variant', 'mini', 'LRRU variant.', choices=('mini', 'tiny', 'small', 'base')),
-    P('model.weights', '', 'Shipped weights name or a .safetensors path; empty = the shipped weights of '
-      'model.variant.'),
+    P('model.weights', '', 'Shipped weights name or a .safetensors path; empty = the shipped weights that fit '
+      'input_mode (mini: lrru_mini for points, lrru_mini_rgbd for depth; logged at start-up), other variants: '
+      'their own.'),
     P('model.device', 'auto', 'Inference device: auto (cuda if available), cuda, cpu.',
       choices=('auto', 'cuda', 'cpu')),
     P('model.precision', 'fp32', 'Inference precision (fp16/bf16 on CUDA).', choices=('fp32', 'fp16', 'bf16')),

@@ -49,3 +49,27 @@ class ProblemLog:
             message = message[:self.max_line_chars - len(suffix) - 3] + '...'
         self._emit(message + suffix)
         return True
+
+
+class SilenceWatch:
+    """Which inputs have received nothing for ``silence_s``: a node with a wrong topic name or QoS otherwise says
+    so only on /diagnostics, which nobody watching the log sees. Pure: the caller passes the counts and the time
+    (so tests need no clock)."""
+
+    def __init__(self, silence_s: float, now: float) -> None:
+        self.silence_s = silence_s
+        self._last: dict[str, tuple[int, float]] = {}
+        self._start = now
+
+    def silent(self, counts: dict[str, int], now: float) -> dict[str, float]:
+        """``{input: seconds without a message}`` for every input of ``counts`` (name -> messages received so
+        far) whose count has not changed for ``silence_s`` or more."""
+        quiet: dict[str, float] = {}
+        for name, count in counts.items():
+            last_count, since = self._last.get(name, (0, self._start))
+            if count != last_count:
+                self._last[name] = (count, now)
+                continue
+            if now - since >= self.silence_s:
+                quiet[name] = now - since
+        return quiet
