@@ -8,8 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ['colorize_depth', 'colour_bar', 'completion_preview', 'dilate_points', 'error_map', 'save_png',
-           'side_by_side', 'valid_depth_mask']
+__all__ = ['colorize_depth', 'colour_bar', 'completion_preview', 'dilate_points', 'display_max_depth', 'error_map',
+           'save_png', 'side_by_side', 'valid_depth_mask']
+
+# The colour scale's top is this percentile of the shown depths: a few far returns (sky, windows) must not
+# squeeze the scene into the first colours, as a fixed 0-80 m scale did with every indoor frame.
+DISPLAY_PERCENTILE = 98.0
 
 
 def valid_depth_mask(depth: np.ndarray) -> np.ndarray:
@@ -50,6 +54,29 @@ def colorize_depth(depth: np.ndarray, vmin: float | None = None, vmax: float | N
     else:
         vmin, vmax = (0.0 if vmin is None else float(vmin)), (1.0 if vmax is None else float(vmax))
     return _apply_colormap(depth, valid, vmin, vmax, cmap)
+
+
+def display_max_depth(maps: Sequence[np.ndarray], limit: float | None = None) -> float:
+    """The top of a depth colour scale that fits ``maps`` (metres, 0/NaN = none): their valid pixels'
+    DISPLAY_PERCENTILE rounded up to a readable step (1 m below 10 m, 5 m below 50 m, then 10 m), at most
+    ``limit`` (the preset's max_range: indoor presets stay within 0-10 m). 1 m when nothing is valid."""
+    values = [np.asarray(m, dtype=np.float32)[valid_depth_mask(m)] for m in maps]
+    valid = np.concatenate(values) if values else np.zeros(0, np.float32)
+    top = float(np.percentile(valid, DISPLAY_PERCENTILE)) if valid.size else 1.0
+    step = 1.0 if top < 10.0 else 5.0 if top < 50.0 else 10.0
+    top = max(step * float(np.ceil(top / step)), 1.0)
+    return min(top, float(limit)) if limit is not None and limit > 0 else top
+
+
+def readable_ticks(vmax: float, most: int = 11) -> int:
+    """How many ticks from 0 to ``vmax`` put them on round values (steps of 1, 2, 2.5 or 5 times a power of
+    ten: 0-9 m gets 10 ticks 1 m apart, not 9 at 1.125 m); 9 when no count up to ``most`` does."""
+    for count in range(most, 4, -1):
+        step = vmax / (count - 1)
+        mantissa = step / 10.0 ** np.floor(np.log10(step)) if step > 0 else 0.0
+        if any(abs(mantissa - nice) < 1e-9 for nice in (1.0, 2.0, 2.5, 5.0)):
+            return count
+    return 9
 
 
 def error_map(pred: np.ndarray, gt: np.ndarray, vmax: float | None = None, cmap: str = 'inferno') -> np.ndarray:
@@ -124,19 +151,25 @@ def colour_bar(width: int, vmin: float, vmax: float, cmap: str = 'turbo', label:
 
 
 def completion_preview(rgb: np.ndarray, sparse: np.ndarray, prefill: np.ndarray, dense: np.ndarray,
-                       confidence: np.ndarray | None = None, vmax: float = 80.0, dense_label: str = 'dense',
-                       sparse_label: str = 'sparse', point_size: int = 3) -> np.ndarray:
+                       confidence: np.ndarray | None = None, vmax: float | None = None, dense_label: str = 'dense',
+                       sparse_label: str = 'sparse', point_size: int = 3, prefill_label: str = 'prefill') -> np.ndarray:
     """One frame top to bottom: RGB, sparse input (dilated dots), prefill, dense output, the confidence map when
-    given (0..1), and a colour bar in metres shared by every depth panel."""
+    given (0..1), and a colour bar in metres shared by every depth panel. ``vmax``: the scale's top (default:
+    :func:`display_max_depth` of the sparse and dense maps); ``prefill_label`` names the prefill that ran (the
+    caller knows it; this function does not guess). Unknown is black in every panel, confidence included
+    (its 0 where the depth is unknown would otherwise be the colour map's purple)."""
+    if vmax is None:
+        vmax = display_max_depth([sparse, dense])
     panels = [np.asarray(rgb, dtype=np.uint8), colorize_depth(dilate_points(sparse, point_size), 0.0, vmax),
               colorize_depth(prefill, 0.0, vmax), colorize_depth(dense, 0.0, vmax)]
-    labels = ['RGB', f'{sparse_label} (dots enlarged to {point_size} px)', 'prefill (ip_basic)', dense_label]
+    labels = ['RGB', f'{sparse_label} (dots enlarged to {point_size} px)', prefill_label, dense_label]
     if confidence is not None:
         confidence = np.asarray(confidence, dtype=np.float32)
-        panels.append(_apply_colormap(confidence, np.isfinite(confidence), 0.0, 1.0, 'viridis'))
+        known = np.isfinite(confidence) & valid_depth_mask(dense)
+        panels.append(_apply_colormap(confidence, known, 0.0, 1.0, 'viridis'))
         labels.append('confidence (0 = low, 1 = high)')
     stacked = side_by_side(panels, labels, vertical=True)
-    bars = [colour_bar(stacked.shape[1], 0.0, vmax)]
+    bars = [colour_bar(stacked.shape[1], 0.0, vmax, ticks=readable_ticks(vmax))]
     if confidence is not None:
         bars.append(colour_bar(stacked.shape[1], 0.0, 1.0, cmap='viridis', label='confidence', ticks=5,
                                open_ended=False))

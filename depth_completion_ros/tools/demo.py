@@ -30,10 +30,11 @@ from depth_completion_ros.core.conversions import stamp_to_ns
 from depth_completion_ros.ros import bagio
 from depth_completion_ros.tools.common import CliError, print_written, progress
 from depth_completion_ros.tools.output_dir import OutputDir, check_output_dir
+from depth_completion_ros.weights_choice import by_input_mode
 
 DEFAULT_FRAMES = 20
 DEFAULT_DEPTH_TOPIC = '/camera/depth/image_raw'
-PREVIEW_MAX_DEPTH_M = 80.0  # one colour scale for every depth panel of the run
+PREVIEW_SAMPLE_FRAMES = 5  # frames whose depths set the run's one colour scale (display_max_depth)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -118,23 +119,29 @@ def _cloud_arrays(msg: Any) -> tuple[np.ndarray, np.ndarray | None]:
 
 
 def analyse(bag: Path, out_bag: Path, out: Path, image_topic: str, gt_topic: str, network_used: bool,
-            max_depth: float = 100.0) -> dict:
-    """Previews, PLY and metrics (ground truth up to ``max_depth``, the node's range) from the bags."""
+            max_depth: float = 100.0, weights_name: str = '') -> dict:
+    """Previews, PLY and metrics (ground truth up to ``max_depth``, the node's range) from the bags. The
+    previews share one colour scale fitted to the run's depths (at most ``max_depth``) and name the prefill
+    the node reported running."""
     from depth_completion_ros.core.conversions import image_to_numpy, image_to_rgb
     from depth_completion_ros.core.metrics import MetricAccumulator
-    from depth_completion_ros.core.visualize import completion_preview, save_png
+    from depth_completion_ros.core.visualize import completion_preview, display_max_depth, save_png
 
     ns = '/depth_completion'
     outputs: dict[str, dict[int, Any]] = {'depth': {}, 'sparse': {}, 'prefill': {}, 'points': {},
                                           'confidence': {}}
     latencies: list[float] = []
     processing: list[float] = []
+    prefill_methods: set[str] = set()
     recorded = bagio.read_messages(out_bag) if (out_bag / 'metadata.yaml').is_file() else iter(())
     for raw, msg in recorded:
         if raw.topic == f'{ns}/latency_ms':
             latencies.append(float(msg.data))
         elif raw.topic == f'{ns}/timings':
-            processing.append(float(json.loads(msg.data)['processing_ms']))
+            timings = json.loads(msg.data)
+            processing.append(float(timings['processing_ms']))
+            if timings.get('prefill_method'):
+                prefill_methods.add(str(timings['prefill_method']))
         elif raw.topic in (f'{ns}/depth', f'{ns}/debug/sparse', f'{ns}/debug/prefill', f'{ns}/points',
                            f'{ns}/confidence'):
             outputs[raw.topic.rsplit('/', 1)[1]][stamp_to_ns(msg.header.stamp)] = msg
@@ -148,10 +155,16 @@ def analyse(bag: Path, out_bag: Path, out: Path, image_topic: str, gt_topic: str
 
     previews = out / 'previews'
     previews.mkdir(parents=True, exist_ok=True)
+    stamps = sorted(outputs['depth'])
+    sampled = stamps[::max(1, len(stamps) // PREVIEW_SAMPLE_FRAMES)][:PREVIEW_SAMPLE_FRAMES]
+    vmax = display_max_depth([_depth_array(outputs['depth'][stamp]) for stamp in sampled], max_depth)
+    prefill_label = f'prefill ({", ".join(sorted(prefill_methods))})' if prefill_methods else 'prefill'
+    dense_label = (f'dense ({weights_name or "LRRU"})' if network_used else 'dense (prefill only)') + \
+        ', black = unknown (NaN)'
     prefill_metrics, model_metrics = MetricAccumulator(), MetricAccumulator()
     trust = ValidityReport()
     coverage: list[float] = []
-    for index, stamp in enumerate(progress(sorted(outputs['depth']), desc='previews', leave=False,
+    for index, stamp in enumerate(progress(stamps, desc='previews', leave=False,
                                                    disable=not outputs['depth'])):
         dense = _depth_array(outputs['depth'][stamp])
         sparse = _depth_array(outputs['sparse'][stamp]) if stamp in outputs['sparse'] else np.zeros_like(dense)
@@ -173,9 +186,8 @@ def analyse(bag: Path, out_bag: Path, out: Path, image_topic: str, gt_topic: str
                 model_metrics.add(dense, scored)
         save_png(previews / f'frame_{index:03d}.png', completion_preview(
             rgbs.get(stamp, np.zeros(dense.shape + (3,), np.uint8)), sparse, prefill, dense,
-            confidence=None if confidence is None else image_to_numpy(confidence), vmax=PREVIEW_MAX_DEPTH_M,
-            dense_label=('dense (LRRU)' if network_used else 'dense (prefill only)') + ', black = unknown (NaN)',
-            sparse_label='sparse input'))
+            confidence=None if confidence is None else image_to_numpy(confidence), vmax=vmax,
+            dense_label=dense_label, sparse_label='sparse input', prefill_label=prefill_label))
 
     ply_points = 0
     if outputs['points']:
@@ -189,7 +201,10 @@ def analyse(bag: Path, out_bag: Path, out: Path, image_topic: str, gt_topic: str
     def metric(accumulator: MetricAccumulator, key: str) -> float | None:
         return round(float(accumulator.mean()[key]), 1) if len(accumulator) else None
 
+    reasons = _null_metric_reasons(bag, gt_topic, len(outputs['depth']), len(gts), len(prefill_metrics),
+                                   network_used, bool(coverage), max_depth)
     return {
+        **reasons,
         'frames_out': len(outputs['depth']),
         'latency_ms_p50': percentile(latencies, 50), 'latency_ms_p95': percentile(latencies, 95),
         'processing_ms_p50': percentile(processing, 50),
@@ -199,6 +214,28 @@ def analyse(bag: Path, out_bag: Path, out: Path, image_topic: str, gt_topic: str
         'output_coverage': round(float(np.mean(coverage)), 3) if coverage else None,
         'previews': len(outputs['depth']), 'ply_points': ply_points, **trust.summary(),
     }
+
+
+def _null_metric_reasons(bag: Path, gt_topic: str, frames_out: int, gt_frames: int, scored_frames: int,
+                         network_used: bool, has_coverage: bool, max_depth: float) -> dict[str, str]:
+    """Why ``rmse_mm``/``mae_mm`` values or ``output_coverage`` are null (keys only for the null ones): a real
+    bag rarely has ground truth, and a bare null reads as a failure."""
+    if frames_out == 0:
+        missing = 'the node published no depth frame (see node_first_problem and logs/)'
+    elif gt_topic not in bagio.bag_topics(bag):
+        missing = f'the bag has no ground-truth depth topic {gt_topic} (name it with --gt-topic)'
+    elif gt_frames == 0:
+        missing = f'no {gt_topic} message has the stamp of an output frame'
+    else:
+        missing = f'the ground truth has no depth within the node\'s range (max_range {max_depth:g} m)'
+    reasons: dict[str, str] = {}
+    if scored_frames == 0:
+        reasons['rmse_mm_reason'] = missing
+    elif not network_used:
+        reasons['rmse_mm_reason'] = 'model: prefill only, no network ran'
+    if not has_coverage:
+        reasons['output_coverage_reason'] = missing
+    return reasons
 
 
 CONFIDENCE_BINS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
@@ -236,10 +273,21 @@ class ValidityReport:
         }
 
 
-def check_inputs(bag: Path, inputs: dict[str, str]) -> None:
-    """Every input topic the node will subscribe to is in the bag, else a one-line user error naming the option."""
+def check_inputs(bag: Path, inputs: dict[str, str], config: Path | None = None) -> None:
+    """Every input topic the node will subscribe to is in the bag, else a one-line user error naming the option;
+    an RGB-D bag (depth images, no cloud) under a point-cloud config names the rgbd_camera config instead."""
     available = bagio.bag_topics(bag)
     missing = [topic for topic in inputs.values() if topic not in available]
+    if 'points' in inputs and inputs['points'] in missing:
+        kinds = {topic: str(entry[0]) for topic, entry in available.items()}
+        clouds = [t for t, kind in kinds.items() if kind.endswith('PointCloud2')]
+        depths = sorted(t for t, kind in kinds.items() if kind.endswith('/Image') and 'depth' in t.lower())
+        if depths and not clouds:
+            name = config.stem if config is not None else 'the default'
+            topic = '' if DEFAULT_DEPTH_TOPIC in depths else f' --depth-topic {depths[0]}'
+            raise CliError(f'{bag} is an RGB-D bag (depth images {depths}, no point cloud) but the config '
+                           f'{name} reads a LiDAR point cloud: pass --config rgbd_camera{topic} (make demo '
+                           f'BAG={bag} CONFIG=rgbd_camera)')
     if missing:
         options = {'image': '--image-topic', 'camera_info': '--camera-info-topic', 'points': '--points-topic',
                    'depth': '--depth-topic'}
@@ -274,6 +322,7 @@ def build_summary(result: dict, analysis: dict, bag: Path, out: Path, args: argp
         'processing_ms_p50': analysis['processing_ms_p50'],
         'rmse_mm': analysis['rmse_mm'], 'mae_mm': analysis['mae_mm'], 'metrics_frames': analysis['metrics_frames'],
         'metrics_max_depth_m': analysis['metrics_max_depth_m'], 'output_coverage': analysis['output_coverage'],
+        **{key: analysis[key] for key in ('rmse_mm_reason', 'output_coverage_reason') if key in analysis},
         'nan_fraction': analysis['nan_fraction'], 'confidence_histogram': analysis['confidence_histogram'],
         'valid_pixels_above_highest_measurement': analysis['valid_pixels_above_highest_measurement'],
         'mode': stats.get('mode'), 'device': stats.get('device'),
@@ -328,6 +377,10 @@ def main(args: argparse.Namespace) -> int:
     variant = args.variant or config_values.get('model.variant', 'mini')
     weights = args.weights or str(config_values.get('model.weights') or '')
     prefill_only = args.prefill_only or bool(config_values.get('prefill_only', False))
+    input_mode = str(config_values.get('input_mode', 'points'))
+    choice = by_input_mode(None, input_mode)
+    if not weights and variant == 'mini':  # the node's rule, said here too (below, once the inputs are checked)
+        weights = choice.weights
     params: dict[str, object] = {'publish_debug': True, 'model.device': args.device, 'model.variant': variant,
                                  'prefill_only': prefill_only}
     if weights:
@@ -342,20 +395,23 @@ def main(args: argparse.Namespace) -> int:
     if args.image_topic not in bag_topics and args.image_topic + '/compressed' in bag_topics:
         params['image_transport'] = 'compressed'  # a bag of CompressedImage (image_transport's topic name)
         played_image_topic = args.image_topic + '/compressed'
-    if config_values.get('input_mode', 'points') == 'depth':
+    if input_mode == 'depth':
         inputs['depth'] = args.depth_topic or DEFAULT_DEPTH_TOPIC
     else:
         inputs['points'] = args.points_topic
-    check_inputs(bag, {**inputs, 'image': played_image_topic})
+    check_inputs(bag, {**inputs, 'image': played_image_topic}, config)
     check_weights(variant, weights, prefill_only)
+    if choice.weights == weights and not args.weights and not config_values.get('model.weights'):
+        print(f'demo: {choice.describe()}', flush=True)
 
+    model = 'prefill only' if prefill_only else (Path(weights).stem if weights.endswith('.safetensors') else weights)
     with OutputDir(out, 'demo', args.overwrite) as output:
         return _run(output, bag, config_values, params, params_files, inputs, played_image_topic, bag_topics,
-                    prefill_only, variant, args, started)
+                    prefill_only, model, args, started)
 
 
 def _run(output: OutputDir, bag: Path, config_values: dict, params: dict[str, object], params_files: list[Path],
-         inputs: dict[str, str], played_image_topic: str, bag_topics: dict, prefill_only: bool, variant: str,
+         inputs: dict[str, str], played_image_topic: str, bag_topics: dict, prefill_only: bool, model: str,
          args: argparse.Namespace, started: float) -> int:
     """The graph and the analysis, written into ``output.work``; put in place when they end, also after a
     failure the graph reports or Ctrl-C (the summary then says so), never after a crash of this process."""
@@ -369,7 +425,7 @@ def _run(output: OutputDir, bag: Path, config_values: dict, params: dict[str, ob
     )
 
     out, work = output.final, output.work
-    print(f'demo: {bag} -> node ({"prefill only" if prefill_only else "LRRU-" + variant}) -> {out}', flush=True)
+    print(f'demo: {bag} -> node ({model}) -> {out}', flush=True)
     bar = progress(total=bag_topics[played_image_topic][1], desc='demo', unit='frame')
 
     def on_progress(stage: str, frames_done: int) -> None:
@@ -392,7 +448,7 @@ def _run(output: OutputDir, bag: Path, config_values: dict, params: dict[str, ob
         bar.close()
     try:
         analysis = analyse(bag, work / 'output_bag', work, played_image_topic, args.gt_topic, not prefill_only,
-                           float(config_values.get('max_range', 100.0)))
+                           float(config_values.get('max_range', 100.0)), model)
     except KeyboardInterrupt:  # a second Ctrl-C while previews are drawn: keep the ones drawn so far
         output.commit('interrupted')
         raise
