@@ -221,7 +221,7 @@ class RGBDFolder:
         if intrinsics is None:
             if not all(k in meta for k in ('fx', 'fy', 'cx', 'cy')):
                 raise DataError(f'rgbd: {root} has no intrinsics.json or camera*.json; pass --intrinsics FX FY CX CY '
-                                '(train: --rgbd-intrinsics) or add ?intrinsics=fx,fy,cx,cy to the spec')
+                                'or add ?intrinsics=fx,fy,cx,cy to the spec')
             intrinsics = (meta['fx'], meta['fy'], meta['cx'], meta['cy'])
         self.intrinsics = tuple(float(v) for v in intrinsics)
         self.depth_scale = float(depth_scale if depth_scale is not None else meta.get('depth_scale', 1000.0))

@@ -115,3 +115,22 @@ def depth_scale_warning(source: Any, command: str) -> str | None:
     if problem.factor is not None:
         line += f'; the likely --depth-scale is {likely_depth_scale(scale, problem.factor):g}'
     return line
+
+
+def add_old_name(parser: Any, old: str, current: Any) -> None:
+    """Keep ``old`` working for one release as a hidden alias of the option ``current`` (the Action that
+    ``add_argument`` returned): same destination, type and arity, absent from ``--help``, and one note on
+    stderr when used, so scripts written against the old name keep running while the help shows one name
+    across commands."""
+    import argparse
+
+    new = current.option_strings[0]
+
+    class _Renamed(argparse.Action):
+        def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                     option_string: str | None = None) -> None:
+            print(f'note: {old} is now {new} (the old name goes in the next release)', file=sys.stderr)
+            setattr(namespace, current.dest, values)
+
+    parser.add_argument(old, dest=current.dest, type=current.type, nargs=current.nargs, metavar=current.metavar,
+                        action=_Renamed, default=argparse.SUPPRESS, help=argparse.SUPPRESS)

@@ -13,6 +13,7 @@ from depth_completion_ros.data.spec import kinds_help, kinds_table
 from depth_completion_ros.tools.common import (
     EXIT_INTERRUPTED,
     CliError,
+    add_old_name,
     close_progress_bars,
     depth_scale_warning,
     print_written,
@@ -61,7 +62,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--depth-scale', type=float, default=None, help='rgbd: stored depth units per metre')
     parser.add_argument('--kitti-split', default='val', help='kitti-dc: split folder (train, val)')
     parser.add_argument('--image-topic', default=None, help='bag: camera image topic (default: the bag\'s own)')
-    parser.add_argument('--info-topic', default=None, help='bag: camera_info topic (default: the bag\'s own)')
+    add_old_name(parser, '--info-topic', parser.add_argument(
+        '--camera-info-topic', default=None, help='bag: camera_info topic (default: the bag\'s own)'))
     parser.add_argument('--points-topic', default=None, help='bag: PointCloud2 topic (default: the bag\'s own)')
     parser.add_argument('--depth-topic', default=None, help='bag: depth image topic (rgbd bags)')
     parser.add_argument('--save', default=None, metavar='DIR',
@@ -99,7 +101,7 @@ def main(args: argparse.Namespace) -> int:
         unknown = [p for p in peers if p not in CLASSICAL]
         if unknown:
             raise ValueError(f'unknown peer(s) {", ".join(unknown)}; choose from {", ".join(CLASSICAL)}')
-        bag_options = {k: v for k, v in (('image_topic', args.image_topic), ('info_topic', args.info_topic),
+        bag_options = {k: v for k, v in (('image_topic', args.image_topic), ('info_topic', args.camera_info_topic),
                                          ('points_topic', args.points_topic), ('depth_topic', args.depth_topic))
                        if v}
         source = open_source(args.data, intrinsics=args.intrinsics, depth_scale=args.depth_scale,

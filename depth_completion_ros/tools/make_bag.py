@@ -75,7 +75,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='output bag folder: a new one, or a previous make-bag output (replaced on success)')
     parser.add_argument('--overwrite', action='store_true',
                         help='replace --out even when it holds files make-bag did not write')
-    parser.add_argument('--frames', type=int, default=30,
+    parser.add_argument('--frames', type=int, default=20,
                         help='synthetic: number of frames; other kinds: at most this many')
     parser.add_argument('--rate', type=float, default=10.0, help='frame rate of the bag (Hz)')
     parser.add_argument('--width', type=int, default=1242, help='synthetic image width')

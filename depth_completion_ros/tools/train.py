@@ -7,7 +7,7 @@ import os
 
 from depth_completion_ros.core.prefill import PREFILL_METHODS
 from depth_completion_ros.data.spec import kinds_help
-from depth_completion_ros.tools.common import CliError
+from depth_completion_ros.tools.common import CliError, add_old_name
 from depth_completion_ros.tools.output_dir import prepare_in_place
 
 
@@ -50,9 +50,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--checkpoint-every', type=int, default=200,
                         help='save a checkpoint (and a weights snapshot OUT/lrru_<variant>_step<N>) every N steps')
     parser.add_argument('--log-every', type=int, default=10, help='print the loss every N steps')
-    parser.add_argument('--rgbd-intrinsics', type=float, nargs=4, metavar=('FX', 'FY', 'CX', 'CY'), default=None,
-                        help='intrinsics for rgbd: folders without intrinsics.json')
-    parser.add_argument('--rgbd-depth-scale', type=float, default=None, help='stored depth units per metre')
+    add_old_name(parser, '--rgbd-intrinsics', parser.add_argument(
+        '--intrinsics', type=float, nargs=4, metavar=('FX', 'FY', 'CX', 'CY'), default=None,
+        help='for rgbd: folders without intrinsics.json'))
+    add_old_name(parser, '--rgbd-depth-scale', parser.add_argument(
+        '--depth-scale', type=float, default=None, help='rgbd: stored depth units per metre'))
     parser.add_argument('--learn-aggregation', action='store_true',
                         help='also train the shared TDU kernel/bias (LRRU does; frozen by default, see MODEL_CARD)')
     parser.add_argument('--prefill', default=None, choices=PREFILL_METHODS,
@@ -91,8 +93,8 @@ def main(args: argparse.Namespace) -> int:
         augment=not args.no_augment, device=args.device, out_dir=args.out, resume=args.resume,
         init_weights=args.init_weights, zero_updates=args.zero_updates, checkpoint_every=args.checkpoint_every,
         log_every=args.log_every,
-        rgbd_intrinsics=tuple(args.rgbd_intrinsics) if args.rgbd_intrinsics else None,
-        rgbd_depth_scale=args.rgbd_depth_scale, freeze_aggregation=not args.learn_aggregation,
+        rgbd_intrinsics=tuple(args.intrinsics) if args.intrinsics else None,
+        rgbd_depth_scale=args.depth_scale, freeze_aggregation=not args.learn_aggregation,
         prefill=args.prefill, l2_weight=args.l2_weight, freeze_batchnorm=args.freeze_batchnorm)
     summary = train(config, progress=not args.quiet)
     if summary:
