@@ -198,3 +198,32 @@ def test_train_init_fine_tunes_imported_weights_with_their_prefill(fixtures: Pat
     start, _ = load_model('lrru_mini_authors')
     changed = [k for k, v in model.state_dict().items() if not torch.equal(v, start.state_dict()[k])]
     assert changed                                                                # it trained from there
+
+
+def test_complete_reads_npy_and_16_bit_png_and_writes_kitti_png(fixtures: Path, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture) -> None:
+    """The same real frame as metres in a .npy and as a millimetre PNG (--depth-scale 1000) gives the same
+    completion; the KITTI PNG output is value = metres x 256 with 0 = unknown; mistakes are one line, exit 2."""
+    from PIL import Image
+
+    kitti = np.asarray(Image.open(fixtures / 'frame' / 'velodyne_raw.png')).astype(np.float32) / 256.0
+    kitti[kitti > 65.0] = 0.0                     # a millimetre PNG ends at 65.535 m
+    np.save(tmp_path / 'sparse.npy', kitti)
+    Image.fromarray(np.round(kitti * 1000).astype(np.uint16)).save(tmp_path / 'sparse_mm.png')
+    rgb = str(fixtures / 'frame' / 'rgb.png')
+    common = ['complete', '--rgb', rgb, '--crop', 'bottom:256x512', '--prefill-only']
+    assert cli_main([*common, '--sparse', str(tmp_path / 'sparse.npy'), '--out', str(tmp_path / 'a.npy')]) == 0
+    assert cli_main([*common, '--sparse', str(tmp_path / 'sparse_mm.png'), '--depth-scale', '1000',
+                     '--out', str(tmp_path / 'b.png'), '--preview', str(tmp_path / 'preview.png')]) == 0
+    metres = np.load(tmp_path / 'a.npy')
+    png = np.asarray(Image.open(tmp_path / 'b.png')).astype(np.float32) / 256.0
+    assert metres.shape == png.shape == (256, 512) and (tmp_path / 'preview.png').is_file()
+    both = np.isfinite(metres) & (png > 0)
+    assert both.mean() > 0.5 and np.array_equal(np.isfinite(metres), png > 0)
+    assert np.abs(metres[both] - png[both]).max() <= 0.002 + 1 / 512        # mm input rounding + PNG quantum
+    capsys.readouterr()
+    assert cli_main([*common, '--sparse', str(tmp_path / 'sparse.npy'), '--out', str(tmp_path / 'c.txt')]) == 2
+    assert cli_main(['complete', '--rgb', rgb, '--sparse', str(tmp_path / 'sparse.npy'), '--crop', 'top:10x10',
+                     '--out', str(tmp_path / 'd.npy')]) == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 2 and 'use a .npy or .png' in errors[0] and 'bottom:HxW' in errors[1]
