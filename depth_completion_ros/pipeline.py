@@ -9,6 +9,7 @@ reports its wall time in milliseconds so the node can publish a per-stage breakd
 """
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -71,13 +72,16 @@ class DepthCompletionPipeline:
 
     The network is loaded at construction unless ``settings.prefill_only`` (so a bad weights file fails at
     start-up); switching ``prefill_only`` off later loads it then (:meth:`ensure_network`).
+    ``band``: ``auto`` runs the network only on the rows validity can keep (plus a margin; core/band.py), ``off``
+    on the whole frame (the node's ``network.band``).
     """
 
     def __init__(self, settings: PipelineSettings | None = None, variant: str = 'mini', weights: str = '',
                  device: str = 'auto', precision: str = 'fp32',
                  completer_factory: CompleterFactory | None = None, prefill_method: str = 'auto',
-                 compile_model: bool = False) -> None:
+                 compile_model: bool = False, band: str = 'off') -> None:
         self.settings = settings or PipelineSettings()
+        self.band = band
         self.variant = variant
         self.weights = weights
         self.prefill_method = prefill_method
@@ -100,7 +104,8 @@ class DepthCompletionPipeline:
         method = self.resolved_prefill_method() if prefill_only else self.prefill_method
         return DepthCompleter(variant=self.variant, weights=weights, device=self.device,
                               precision=self.precision, prefill_only=prefill_only, prefill_method=method,
-                              compile_model=self.compile_model and not prefill_only)
+                              compile_model=self.compile_model and not prefill_only,
+                              band='off' if prefill_only else self.band)
 
     def resolved_prefill_method(self) -> str:
         """The prefill this pipeline runs: an explicit ``prefill_method``, else (``auto``) the one stored in the
@@ -242,7 +247,7 @@ class DepthCompletionPipeline:
             completer = self._prefill_completer
 
         start = time.perf_counter()
-        completion = completer.complete(rgb, sparse)
+        completion = completer.complete(rgb, sparse, **self._band_arguments(completer))
         total_ms = elapsed_ms(start)
         reported = {k: float(v) for k, v in dict(getattr(completion, 'timings_ms', {}) or {}).items()}
         timings['prefill'] = reported.get('prefill', total_ms if not use_network else 0.0)
@@ -268,6 +273,19 @@ class DepthCompletionPipeline:
         return FrameOutput(depth=depth, confidence=confidence, sparse=sparse, prefill=prefill, cloud_xyz=cloud_xyz,
                            cloud_rgb=cloud_rgb, used_network=use_network, timings_ms=timings,
                            prefill_method=str(getattr(completer, 'prefill_method', '') or ''))
+
+    def _band_arguments(self, completer: Any) -> dict[str, Any]:
+        """What a band-limited completer must know of validity: the rows it keeps above the highest and below
+        the lowest measurement. Validity off keeps every row, so the band is off then. Completers without a band
+        (prefill only, test doubles) get no arguments."""
+        if getattr(completer, 'band', 'off') == 'off':
+            return {}
+        validity = self.settings.validity
+        if not validity.enable:
+            return {'band': 'off'}
+        # Rule 2 (distance) bounds the rows below the lowest measurement; rule 1 (column) those above the highest.
+        below = math.ceil(validity.max_distance_px) if validity.max_distance_px > 0 else None
+        return {'rows_above': int(validity.top_margin_px), 'rows_below': below}
 
     def organized_cloud(self, depth: np.ndarray, rgb: np.ndarray | None,
                         camera: CameraModel) -> tuple[np.ndarray, np.ndarray | None]:

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..core.band import BAND_MARGIN_PX, network_band
 from ..core.prefill import DEFAULT_PREFILL, VALID_THRESHOLD, check_prefill_method
 from ..core.prefill import prefill as run_prefill
 from .blocks import BasicBlock
@@ -21,6 +22,7 @@ from .lrru import LRRU, build_model
 from .weights import load_model
 
 PRECISIONS = {'fp32': torch.float32, 'fp16': torch.float16, 'bf16': torch.bfloat16}
+BAND_MODES = ('auto', 'off')
 
 
 @dataclass
@@ -28,6 +30,7 @@ class Completion:
     depth: np.ndarray                                   # HxW float32 metres (network output, or prefill)
     prefill: np.ndarray                                 # HxW float32 metres
     timings_ms: dict[str, float] = field(default_factory=dict)
+    band: tuple[int, int] | None = None                 # rows [start, stop) the network ran on (None: no network)
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -119,13 +122,22 @@ class DepthCompleter:
     Outputs agree with the unfused model up to float rounding.
     ``compile_model``: run the network through ``torch.compile`` (for long-running nodes: the first frame of
     each size waits for the compilation, ~1-2 min on CPU); if compiling fails, a warning and eager from then on.
+    ``band``: ``off`` (default) runs the network on the whole frame; ``auto`` only on the rows
+    :func:`core.band.network_band` returns (the measured rows, what the caller's validity keeps around them, plus
+    ``band_margin_px`` of context); the rows outside are 0 (unknown) in ``Completion.depth``. Inside the kept
+    rows the output equals the full-frame run within the tolerance test/test_band.py states, not bit for bit.
     """
 
     def __init__(self, variant: str | None = 'mini', weights: str | Path | None = 'lrru_mini', device: str = 'auto',
                  precision: str = 'fp32', prefill_only: bool = False, channels_last: bool = False,
-                 prefill_method: str = 'auto', fuse: bool = True, compile_model: bool = False) -> None:
+                 prefill_method: str = 'auto', fuse: bool = True, compile_model: bool = False,
+                 band: str = 'off', band_margin_px: int = BAND_MARGIN_PX) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f'precision must be one of {", ".join(PRECISIONS)}, got {precision!r}')
+        if band not in BAND_MODES:
+            raise ValueError(f'band must be one of {", ".join(BAND_MODES)}, got {band!r}')
+        self.band = band
+        self.band_margin_px = int(band_margin_px)
         self.device = resolve_device(device)
         self.precision = precision
         self.prefill_only = prefill_only
@@ -196,14 +208,21 @@ class DepthCompleter:
             torch.cuda.synchronize(self.device)
 
     @torch.inference_mode()
-    def complete(self, rgb: np.ndarray, sparse: np.ndarray, raw: bool = False) -> Completion:
+    def complete(self, rgb: np.ndarray, sparse: np.ndarray, raw: bool = False, band: str | None = None,
+                 rows_above: int = 0, rows_below: int | None = None) -> Completion:
         """``rgb`` HxWx3 uint8 RGB, ``sparse`` HxW float32 metres (0 = none) -> :class:`Completion`.
 
-        ``raw``: the network's last output as it is, without the floor at the nearest measurement below."""
+        ``raw``: the network's last output as it is, without the floor at the nearest measurement below.
+        ``band``: overrides the constructor's ``band`` for this frame (None: keep it). ``rows_above`` /
+        ``rows_below``: the rows the caller's validity keeps above the highest / below the lowest measurement
+        (:func:`core.band.network_band`); the band must contain them, since outside it the output is 0."""
         if sparse.ndim != 2:
             raise ValueError(f'sparse depth must be HxW, got shape {sparse.shape}')
         if not self.prefill_only and (rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.shape[:2] != sparse.shape):
             raise ValueError(f'rgb must be HxWx3 matching sparse {sparse.shape}, got {rgb.shape}')
+        band = self.band if band is None else band
+        if band not in BAND_MODES:
+            raise ValueError(f'band must be one of {", ".join(BAND_MODES)}, got {band!r}')
         timings: dict[str, float] = {}
         start = time.perf_counter()
         sparse_t = torch.from_numpy(np.ascontiguousarray(sparse, dtype=np.float32)).to(self.device)[None, None]
@@ -218,11 +237,17 @@ class DepthCompleter:
             return Completion(depth=prefill_np.copy(), prefill=prefill_np, timings_ms=timings)
 
         start = time.perf_counter()
-        rgb_t = torch.from_numpy(np.ascontiguousarray(rgb)).to(self.device).permute(2, 0, 1)[None].float()
+        height = sparse.shape[0]
+        # The prefill ran on the whole frame (cheap, and validity/previews use all of it): cropping it keeps the
+        # band's prefill equal to the full frame's, where a prefill of the band alone would differ at its edges.
+        rows = (network_band(sparse_t[0, 0].cpu().numpy(), rows_above, rows_below, self.band_margin_px)
+                if band == 'auto' else (0, height))
+        crop = slice(*rows)
+        rgb_t = torch.from_numpy(np.ascontiguousarray(rgb[crop])).to(self.device).permute(2, 0, 1)[None].float()
         if self.channels_last:
             rgb_t = rgb_t.contiguous(memory_format=torch.channels_last)
         with self._autocast():
-            outputs = self._run_network(rgb_t, sparse_t, dense, anchors)
+            outputs = self._run_network(rgb_t, sparse_t[..., crop, :], dense[..., crop, :], anchors[..., crop, :])
         depth = outputs[-1][0, 0].float()
         if not raw:
             # The residual updates are unbounded and can overshoot to ~0 or negative depth far from any measurement
@@ -231,7 +256,9 @@ class DepthCompleter:
             measured = anchors[anchors > VALID_THRESHOLD]
             floor = measured.min() if measured.numel() else torch.tensor(VALID_THRESHOLD, device=depth.device)
             depth = torch.maximum(depth, floor)
+        if rows != (0, height):       # outside the band: unknown, as validity makes those rows anyway
+            depth = torch.nn.functional.pad(depth, (0, 0, rows[0], height - rows[1]))
         self._sync()
         timings['network'] = (time.perf_counter() - start) * 1e3
         timings['total'] = timings['prefill'] + timings['network']
-        return Completion(depth=depth.cpu().numpy(), prefill=prefill_np, timings_ms=timings)
+        return Completion(depth=depth.cpu().numpy(), prefill=prefill_np, timings_ms=timings, band=rows)

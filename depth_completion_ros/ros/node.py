@@ -217,7 +217,8 @@ class DepthCompletionNode(Node):
                                            weights=weights, device=self.values['model.device'],
                                            precision=self.values['model.precision'],
                                            prefill_method=self.values['prefill.method'],
-                                           compile_model=self.values['model.compile'])
+                                           compile_model=self.values['model.compile'],
+                                           band=self.values['network.band'])
         except Exception as exc:  # WeightsError, FileNotFoundError, CUDA unavailable, ...
             raise StartupError(f'model: {exc}') from None
 

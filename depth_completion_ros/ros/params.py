@@ -115,6 +115,12 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     P('model.compile', False, 'torch.compile the network (long-running nodes): the first frame of each input size '
       'waits for the compilation (about 1-2 min on CPU, tens of seconds on a GPU), later frames may be faster. '
       'Falls back to eager with a warning if compilation fails.'),
+    P('network.band', 'auto', 'auto: run the network only on the row band validity can keep (the rows from the '
+      'highest measurement, less validity.top_margin_px and 32 rows of context, down to the lowest plus '
+      'validity.max_distance_px), the rows above it unknown as validity makes them; inside, within a few cm of '
+      'the full-frame run (0.05 m max measured on KITTI). Saves the rows a LiDAR never reaches. off: the whole '
+      'frame (depth cameras, whose measurements cover it anyway); quote it in YAML ("off"), a bare off is a '
+      'boolean there.', choices=('auto', 'off')),
     P('cpu.threads', 0, 'Torch intra-op threads for the network on CPU; 0 = torch\'s default (OMP_NUM_THREADS, '
       'else one per physical core). Applied before torch starts.', min_value=0, max_value=256, step=1),
     P('cpu.wait_policy', 'passive', 'OpenMP wait policy: passive (idle threads sleep: no collapse when other '
