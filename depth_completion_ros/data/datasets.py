@@ -101,8 +101,12 @@ class MixedDepthDataset(Dataset):
         self.probabilities = weights / weights.sum()
         # Real sources are opened once (lazily per worker for bags would be nicer; they are small here).
         self.sources = [None if s.spec.startswith('synthetic:') else
-                        open_source(s.spec, intrinsics=rgbd_intrinsics, depth_scale=rgbd_depth_scale)
-                        for s in sources]
+                        self._open(s.spec, rgbd_intrinsics, rgbd_depth_scale) for s in sources]
+
+    def _open(self, spec: str, intrinsics: tuple[float, float, float, float] | None,
+              depth_scale: float | None) -> object:
+        """The frame source of one spec (subclasses open other kinds of source, e.g. sequences)."""
+        return open_source(spec, intrinsics=intrinsics, depth_scale=depth_scale)
 
     def __len__(self) -> int:
         return self.length

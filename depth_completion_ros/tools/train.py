@@ -6,6 +6,7 @@ import json
 import os
 
 from depth_completion_ros.core.prefill import PREFILL_METHODS
+from depth_completion_ros.data.sequence import SEQUENCE_DATA_HELP
 from depth_completion_ros.data.spec import kinds_help
 from depth_completion_ros.tools.common import CliError, add_old_name
 from depth_completion_ros.tools.output_dir import prepare_in_place
@@ -65,6 +66,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='weight of the L2 term of the L1 + L2 loss (LRRU: 1; lower it on noisy real targets)')
     parser.add_argument('--freeze-batchnorm', action='store_true',
                         help='keep the BatchNorm running statistics of --init-weights (small-batch fine-tuning)')
+    group = parser.add_argument_group(
+        'photometric self-supervision (--self-supervised)',
+        'Trains from the recordings alone: each target frame\'s neighbours are warped into it with the predicted '
+        'depth and the camera motion, and the loss is the per-pixel minimum over neighbours of 0.85 (1 - SSIM) / 2 '
+        '+ 0.15 L1 (pixels where an unwarped neighbour matches better are masked out), plus the L1 (+ --l2-weight '
+        'L2) on hidden measured points and an edge-aware smoothness term. --data must be sequences: '
+        + SEQUENCE_DATA_HELP)
+    group.add_argument('--self-supervised', action='store_true',
+                       help='photometric + sparse-point training on consecutive frames (no ground truth needed)')
+    group.add_argument('--neighbours', type=int, default=1,
+                       help='frames on each side warped into the target (1: t-1, t+1; 2 adds t-2, t+2)')
+    group.add_argument('--photometric-weight', type=float, default=1.0, help='weight of the photometric term')
+    group.add_argument('--sparse-weight', type=float, default=1.0, help='weight of the hidden-points depth term')
+    group.add_argument('--smoothness-weight', type=float, default=1e-3,
+                       help='weight of the edge-aware smoothness of the mean-normalised inverse depth')
     parser.add_argument('--quiet', action='store_true', help='no progress bar')
 
 
@@ -95,7 +111,9 @@ def main(args: argparse.Namespace) -> int:
         log_every=args.log_every,
         rgbd_intrinsics=tuple(args.intrinsics) if args.intrinsics else None,
         rgbd_depth_scale=args.depth_scale, freeze_aggregation=not args.learn_aggregation,
-        prefill=args.prefill, l2_weight=args.l2_weight, freeze_batchnorm=args.freeze_batchnorm)
+        prefill=args.prefill, l2_weight=args.l2_weight, freeze_batchnorm=args.freeze_batchnorm,
+        self_supervised=args.self_supervised, neighbours=args.neighbours, photometric_weight=args.photometric_weight,
+        sparse_weight=args.sparse_weight, smoothness_weight=args.smoothness_weight)
     summary = train(config, progress=not args.quiet)
     if summary:
         print(json.dumps({k: summary[k] for k in ('iterations', 'wall_seconds', 'first_loss', 'final_loss')}))

@@ -37,32 +37,44 @@ def is_depth_camera(sample: Sample) -> bool:
     return sample.gt is not None and (sample.gt is sample.sparse or np.array_equal(sample.gt, sample.sparse))
 
 
+def thin_scan(sample: Sample, rng: np.random.Generator) -> Sample:
+    """The sparsity augmentation of a LiDAR frame (module docstring): fewer rings, then point dropout."""
+    from depth_completion_ros.data import sparsity
+
+    points = getattr(sample, 'points', None)
+    if points is not None and sample.T_cam_points is not None and rng.random() < FEWER_BEAMS_P:
+        fewer = sparsity.reduce_beams(points, int(rng.choice((32, 16))), offset=int(rng.integers(4)))
+        sample = replace(sample, sparse=sparsity.scan_depth(fewer, sample.T_cam_points, sample.camera))
+    elif points is None and sample.gt is not None and rng.random() < FEWER_BEAMS_P:   # KITTI-DC GT only
+        rings = sparsity.HDL64_ELEVATIONS_DEG
+        step = int(rng.choice((2, 4)))
+        sample = replace(sample, sparse=sparsity.simulate_lidar_lines(sample.gt, sample.camera,
+                                                                      elevations_deg=rings[::step]))
+    if rng.random() < DROPOUT_P:
+        sample = replace(sample, sparse=sparsity.drop_points(sample.sparse, float(rng.uniform(0, 0.5)), rng))
+    return sample
+
+
+def hidden_points_target(sparse: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``(input, target)``: a random 10..30 % of the measured points hidden from the input; the target is those
+    points less the parallax outliers (a far surface the LiDAR sees through a near object)."""
+    visible, hidden = hide_points(sparse, float(rng.uniform(0.1, 0.3)), seed=int(rng.integers(1 << 31)))
+    cleaned = remove_outliers(torch.from_numpy(sparse)[None, None]).numpy()[0, 0]
+    return visible, np.where(cleaned > 0, hidden, 0.0).astype(np.float32)
+
+
 class SparsityMixDataset(MixedDepthDataset):
     """``MixedDepthDataset`` whose real frames are made sparser at random (module docstring)."""
 
     def _real(self, source: object, rng: np.random.Generator) -> dict[str, torch.Tensor]:
-        from depth_completion_ros.data import sparsity
-
         sample: Sample = source[int(rng.integers(len(source)))]  # type: ignore[index]
         if is_depth_camera(sample):
             return self._depth_camera(self._random_crop(sample, rng), rng)
-        points = getattr(sample, 'points', None)
-        if points is not None and sample.T_cam_points is not None and rng.random() < FEWER_BEAMS_P:
-            fewer = sparsity.reduce_beams(points, int(rng.choice((32, 16))), offset=int(rng.integers(4)))
-            sample = replace(sample, sparse=sparsity.scan_depth(fewer, sample.T_cam_points, sample.camera))
-        elif points is None and sample.gt is not None and rng.random() < FEWER_BEAMS_P:   # KITTI-DC GT only
-            rings = sparsity.HDL64_ELEVATIONS_DEG
-            step = int(rng.choice((2, 4)))
-            sample = replace(sample, sparse=sparsity.simulate_lidar_lines(sample.gt, sample.camera,
-                                                                          elevations_deg=rings[::step]))
-        if rng.random() < DROPOUT_P:
-            sample = replace(sample, sparse=sparsity.drop_points(sample.sparse, float(rng.uniform(0, 0.5)), rng))
-        sample = self._random_crop(sample, rng)
+        sample = self._random_crop(thin_scan(sample, rng), rng)
         if sample.gt is not None:
             return sample_to_tensors(sample.rgb, sample.sparse, sample.gt, sample.camera.K)
-        visible, hidden = hide_points(sample.sparse, float(rng.uniform(0.1, 0.3)), seed=int(rng.integers(1 << 31)))
-        cleaned = remove_outliers(torch.from_numpy(sample.sparse)[None, None]).numpy()[0, 0]
-        return sample_to_tensors(sample.rgb, visible, np.where(cleaned > 0, hidden, 0.0), sample.camera.K)
+        visible, target = hidden_points_target(sample.sparse, rng)
+        return sample_to_tensors(sample.rgb, visible, target, sample.camera.K)
 
     def _depth_camera(self, sample: Sample, rng: np.random.Generator) -> dict[str, torch.Tensor]:
         from depth_completion_ros.data.sparsity import kinect_holes

@@ -52,6 +52,16 @@ class TrainConfig:
     prefill: str = 'ipbasic'         # core.prefill method the network learns to correct; stored in the weights
     l2_weight: float = 1.0           # weight of the L2 term of the loss (LRRU: 1)
     freeze_batchnorm: bool = False   # fine-tuning with small batches: keep the BatchNorm statistics fixed
+    # Photometric self-supervision from consecutive frames (training.photometric; data = sequences):
+    self_supervised: bool = False
+    neighbours: int = 1              # frames on each side warped into the target (t-1, t+1 for 1)
+    photometric_weight: float = 1.0
+    sparse_weight: float = 1.0       # hidden measured points, L1 + l2_weight x L2
+    smoothness_weight: float = 1e-3
+
+    def loss_terms(self) -> tuple[str, ...]:
+        """Columns logged besides the total loss (one line each in the loss plot)."""
+        return ('photometric', 'sparse', 'smoothness') if self.self_supervised else ()
 
 
 def lr_factor(step: int, milestones: list[int]) -> float:
@@ -137,7 +147,9 @@ def _device(name: str, local_rank: int) -> torch.device:
     return torch.device(name)
 
 
-def plot_losses(csv_path: Path, png_path: Path) -> None:
+def plot_losses(csv_path: Path, png_path: Path, terms: tuple[str, ...] = ()) -> None:
+    """The logged loss (and running mean); with ``terms`` (columns of the CSV) one panel per term below it,
+    each on its own scale (the photometric error and the depth terms differ by orders of magnitude)."""
     import matplotlib
 
     matplotlib.use('Agg')
@@ -147,18 +159,22 @@ def plot_losses(csv_path: Path, png_path: Path) -> None:
     if not rows:
         return
     steps = np.array([int(r['step']) for r in rows])
-    losses = np.array([float(r['loss']) for r in rows])
-    fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(steps, losses, lw=0.8, alpha=0.5, label='loss (logged)')
-    if len(losses) >= 5:   # running mean makes the trend readable on noisy mixed batches
-        window = max(5, len(losses) // 20)
-        smooth = np.convolve(losses, np.ones(window) / window, mode='valid')
-        ax.plot(steps[window - 1:], smooth, lw=1.5, label=f'running mean ({window})')
-    ax.set_xlabel('iteration')
-    ax.set_ylabel('L1 + L2 loss (m, m²)')
-    ax.set_yscale('log')
-    ax.grid(alpha=0.3)
-    ax.legend()
+    columns = [('loss', 'weighted total' if terms else 'L1 + L2 loss (m, m²)'),
+               *((term, term) for term in terms if term in rows[0])]
+    fig, axes = plt.subplots(len(columns), 1, figsize=(7, 4 + 2 * (len(columns) - 1)), sharex=True, squeeze=False)
+    for ax, (column, label) in zip(axes[:, 0], columns, strict=True):
+        losses = np.array([float(r[column]) for r in rows])
+        ax.plot(steps, losses, lw=0.8, alpha=0.5, label=f'{column} (logged)')
+        if len(losses) >= 5:   # running mean makes the trend readable on noisy mixed batches
+            window = max(5, len(losses) // 20)
+            smooth = np.convolve(losses, np.ones(window) / window, mode='valid')
+            ax.plot(steps[window - 1:], smooth, lw=1.5, label=f'running mean ({window})')
+        ax.set_ylabel(label)
+        if np.all(losses > 0):
+            ax.set_yscale('log')
+        ax.grid(alpha=0.3)
+        ax.legend()
+    axes[-1, 0].set_xlabel('iteration')
     fig.tight_layout()
     fig.savefig(png_path, dpi=100)
     plt.close(fig)
@@ -207,9 +223,17 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
             model, device_ids=[local_rank] if device.type == 'cuda' else None)
 
     per_step = config.batch * world
-    dataset = SparsityMixDataset(parse_mix(config.data), config.crop, config.iterations * per_step, seed=config.seed,
-                                augment=config.augment, rgbd_intrinsics=config.rgbd_intrinsics,
-                                rgbd_depth_scale=config.rgbd_depth_scale)
+    dataset: SparsityMixDataset
+    if config.self_supervised:
+        from depth_completion_ros.training.self_supervised import SequenceDataset
+
+        dataset = SequenceDataset(parse_mix(config.data), config.crop, config.iterations * per_step,
+                                  seed=config.seed, neighbours=config.neighbours)
+    else:
+        dataset = SparsityMixDataset(parse_mix(config.data), config.crop, config.iterations * per_step,
+                                     seed=config.seed, augment=config.augment, rgbd_intrinsics=config.rgbd_intrinsics,
+                                     rgbd_depth_scale=config.rgbd_depth_scale)
+    terms = config.loss_terms()
     remaining = Subset(dataset, range(start_step * per_step, len(dataset)))   # resume = skip consumed items
     sampler = DistributedSampler(remaining, num_replicas=world, rank=rank, shuffle=False) if world > 1 else None
     loader = DataLoader(remaining, batch_size=config.batch, sampler=sampler, shuffle=False,
@@ -223,11 +247,13 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
         new_file = not (config.resume and csv_path.is_file() and start_step > 0)
         csv_file = csv_path.open('w' if new_file else 'a', newline='')
         if new_file:
-            csv_file.write('step,loss,lr,seconds_per_iter,elapsed_s\n')
+            csv_file.write(','.join(('step', 'loss', 'lr', 'seconds_per_iter', 'elapsed_s', *terms)) + '\n')
     bar = tqdm(total=config.iterations, initial=start_step, disable=not progress or rank != 0, unit='it',
                dynamic_ncols=True)
     step, started, last_log = start_step, time.perf_counter(), time.perf_counter()
     running: list[float] = []
+    running_terms: dict[str, list[float]] = {term: [] for term in terms}
+    panel: dict[str, torch.Tensor] | None = None
     ddp_model.train()
     if config.freeze_batchnorm:      # running statistics of the initial weights; affine parameters still learn
         for module in model.modules():
@@ -238,12 +264,21 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
             break
         for group in optimizer.param_groups:
             group['lr'] = config.lr * lr_factor(step, milestones)
-        rgb, sparse, gt = (batch[k].to(device, non_blocking=True) for k in ('rgb', 'sparse', 'gt'))
+        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        rgb, sparse, gt = batch['rgb'], batch['sparse'], batch['gt']
         with torch.no_grad():
             dense, anchors = prefill(sparse, config.prefill)
         with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
             outputs = ddp_model(rgb, sparse, dense, anchors)
-        loss = lrru_loss([o.float() for o in outputs], gt, l2_weight=config.l2_weight)
+        if config.self_supervised:
+            from depth_completion_ros.training.photometric import LossWeights, self_supervised_loss
+
+            weights = LossWeights(config.photometric_weight, config.sparse_weight, config.smoothness_weight)
+            loss, values, panel = self_supervised_loss(outputs, batch, weights, l2_weight=config.l2_weight)
+            for term in terms:
+                running_terms[term].append(values[term])
+        else:
+            loss = lrru_loss([o.float() for o in outputs], gt, l2_weight=config.l2_weight)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
@@ -255,11 +290,15 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
             now = time.perf_counter()
             mean_loss = float(np.mean(running))
             seconds_per_iter = (now - last_log) / max(len(running), 1)
+            term_means = {term: float(np.mean(values)) if values else 0.0 for term, values in running_terms.items()}
             running, last_log = [], now
-            bar.set_postfix(loss=f'{mean_loss:.4f}', lr=f'{optimizer.param_groups[0]["lr"]:.2e}')
+            running_terms = {term: [] for term in terms}
+            bar.set_postfix(loss=f'{mean_loss:.4f}', lr=f'{optimizer.param_groups[0]["lr"]:.2e}',
+                            **{term[:5]: f'{value:.4f}' for term, value in term_means.items()})
             if csv_file is not None:
                 csv_file.write(f'{step},{mean_loss:.6f},{optimizer.param_groups[0]["lr"]:.6g},'
-                               f'{seconds_per_iter:.4f},{history_seconds + now - started:.1f}\n')
+                               f'{seconds_per_iter:.4f},{history_seconds + now - started:.1f}'
+                               + ''.join(f',{value:.6f}' for value in term_means.values()) + '\n')
                 csv_file.flush()
         if rank == 0 and (step % config.checkpoint_every == 0 or step == config.iterations):
             save_checkpoint(checkpoint, model, optimizer, step,
@@ -268,6 +307,10 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
             # A weights snapshot per checkpoint (1.4 MB for Mini): checkpoints are chosen on validation frames.
             save_weights(model, out / f'lrru_{config.variant}_step{step}.safetensors', prefill=config.prefill,
                          metadata={'training': {'step': step, 'config': _jsonable(config)}})
+            if panel is not None:   # what the photometric loss saw at this checkpoint
+                from depth_completion_ros.training.photometric import save_sample_panel
+
+                save_sample_panel(panel, out / f'sample_step{step}.png', title=f'step {step}')
     bar.close()
     wall = history_seconds + time.perf_counter() - started
     summary: dict[str, Any] = {}
@@ -283,7 +326,7 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
             'hardware': _hardware(device), 'torch': torch.__version__,
         }
         (out / 'log.json').write_text(json.dumps({**summary, 'log': rows}, indent=1))
-        plot_losses(csv_path, out / 'loss.png')
+        plot_losses(csv_path, out / 'loss.png', terms)
         save_weights(model, out / f'lrru_{config.variant}.safetensors', metadata={'training': summary},
                      prefill=config.prefill)
     if world > 1:
