@@ -56,7 +56,7 @@ def read_velodyne(path: str | Path) -> np.ndarray:
 
 def read_image(path: str | Path) -> np.ndarray:
     """HxWx3 uint8 RGB; a truncated or corrupt file raises the loaders' DataError naming it."""
-    from depth_completion_ros.data.image_files import read_image_array
+    from depth_completion_ros.core.image_files import read_image_array
 
     return read_image_array(path, 'RGB').astype(np.uint8, copy=False)
 

@@ -1,8 +1,7 @@
-"""The one exception every data loader raises for a user mistake (missing folder, wrong kind, missing
-intrinsics, bad spec). A ``ValueError`` so existing ``except ValueError`` paths keep working; the message is
-one line that names the fix, so a CLI can print it as is."""
+"""The data loaders' user-mistake exception: :class:`core.errors.DataError` (defined in the core, whose file
+readers raise it too), re-exported here where the loaders and their callers have always imported it."""
 from __future__ import annotations
 
+from depth_completion_ros.core.errors import DataError
 
-class DataError(ValueError):
-    """Bad ``--data`` spec or a folder that does not hold what its kind needs; the message names the fix."""
+__all__ = ['DataError']

@@ -24,6 +24,7 @@ from depth_completion_ros.core.conversions import (
     pointcloud2_to_arrays,
     stamp_to_ns,
 )
+from depth_completion_ros.core.image_files import read_image_array
 from depth_completion_ros.core.kitti import (
     kitti_sparse_depth,
     list_kitti_object_frames,
@@ -33,7 +34,6 @@ from depth_completion_ros.core.kitti import (
 )
 from depth_completion_ros.core.transforms import RigidTransform
 from depth_completion_ros.data.errors import DataError
-from depth_completion_ros.data.image_files import read_image_array
 from depth_completion_ros.data.sample import Sample, bottom_crop, crop_sample
 from depth_completion_ros.data.spec import DATA_KINDS, DataSpec, FrameSelection, frame_number
 

@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from depth_completion_ros.core.camera import CameraModel
+from depth_completion_ros.core.image_files import read_image_array
 from depth_completion_ros.core.kitti import read_image
 from depth_completion_ros.core.projection import register_depth
 from depth_completion_ros.core.transforms import RigidTransform
 from depth_completion_ros.data.errors import DataError
-from depth_completion_ros.data.image_files import read_image_array
 from depth_completion_ros.data.sample import Sample
 from depth_completion_ros.data.spec import FrameSelection, frame_number
 

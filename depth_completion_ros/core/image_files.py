@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from depth_completion_ros.data.errors import DataError
+from depth_completion_ros.core.errors import DataError
 
 
 def read_image_array(path: str | Path, mode: str | None = None) -> np.ndarray:
