@@ -37,8 +37,8 @@ OUTPUT_MEANINGS = {name: f'dense depth after update {i + 1} of 4 (long to short 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--variant', default=None, choices=['mini', 'tiny', 'small', 'base'],
-                        help='LRRU variant: checked against --weights when given (default: the file\'s); '
-                             'with --random the variant to build (default: mini)')
+                        help='LRRU variant: checked against --weights when given (otherwise the file\'s); '
+                             'with --random the variant to build (otherwise mini)')
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument('--weights', default=None, help='weights: a .safetensors path or a shipped name (lrru_mini)')
     source.add_argument('--random', action='store_true',
