@@ -144,7 +144,8 @@ def main(args: argparse.Namespace) -> int:
         masking = 'NaN masked' if args.validity == 'on' else 'raw'
         label = 'prefill only' if args.prefill_only else f'{weights} ({masking})'
         save_png(args.preview, completion_preview(rgb, sparse, completion.prefill, np.nan_to_num(depth),
-                                                  dense_label=label))
+                                                  dense_label=label,
+                                                  prefill_label=f'prefill ({completer.prefill_method})'))
         print(f'wrote {args.preview}')
     return 0
 
