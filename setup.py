@@ -28,6 +28,7 @@ setup(
         'console_scripts': [
             'depth-completion = depth_completion_ros.cli:main',
             'depth_completion_node = depth_completion_ros.ros.node:main',
+            'depth_completion_lifecycle_node = depth_completion_ros.ros.lifecycle:main',
         ],
     },
 )

@@ -1,25 +1,34 @@
-"""``depth_completion_node``: camera + LiDAR/ToF in, dense depth and an organized point cloud out.
+"""``depth_completion_node``: camera(s) + LiDAR/ToF in, dense depth and an organized point cloud out.
 
-Per frame:
-  1. ``image`` and its ``camera_info`` (cached per frame_id, validated) + ``points`` (PointCloud2) or ``depth``
-     (Image, with ``depth/camera_info`` when not registered) arrive on best-effort subscriptions;
-  2. our own approximate-time sync pairs image and depth source (ros/sync.py) on the executor thread;
-  3. the newest pair goes to a worker thread through a slot of one (a slower model drops frames, never queues);
-  4. the worker decodes, looks up the extrinsics, projects (through the lens distortion of a raw image),
-     completes and masks what no measurement supports (pipeline.py), encodes, publishes ``~/depth`` +
-     ``~/confidence`` + ``~/camera_info`` (+ ``~/points``, debug images) with the camera's stamp and frame id;
-  5. a timer publishes /diagnostics (rates, drops, latency, per-stage times).
+The pipeline, per scan:
+  1. subscribe: each camera's ``image`` + ``camera_info`` (ros/camera_side.py keeps a camera's state) and one depth
+     source, ``points`` (PointCloud2) or ``depth`` (Image, with ``depth/camera_info`` when not registered), on
+     best-effort subscriptions;
+  2. pair: each camera's approximate-time sync (ros/sync.py) pairs its image with the depth source on the executor
+     thread; the newest pair goes to that camera's slot of one (a slower model drops frames, never queues);
+  3. complete: one worker thread takes every filled slot, decodes a cloud once for all cameras, projects it into
+     each camera (through the lens distortion of a raw image), completes and masks what no measurement supports
+     (pipeline.py);
+  4. publish: ``~/depth``, ``~/confidence``, ``~/camera_info`` (+ ``~/points``, debug images) with the camera's
+     stamp and frame id; with ``cameras`` below ``~/<camera>/``; a timer publishes /diagnostics.
+
+One camera is the simple case (no ``cameras`` parameter): topics ``image``/``camera_info``, outputs ``~/depth``.
+``--lifecycle`` runs the managed variant (ros/lifecycle.py): the same stages, entered through transitions.
 
 Run: ``depth_completion_node --ros-args --params-file config/kitti_hdl64.yaml -r image:=/cam/image_raw ...``
 """
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+import weakref
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from typing import Any
 
 import rclpy
@@ -29,7 +38,6 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
-from std_msgs.msg import Float64, String
 
 from depth_completion_ros.core import conversions
 from depth_completion_ros.core.camera import CameraModel, CameraModelError
@@ -40,24 +48,33 @@ from depth_completion_ros.core.validity import ValiditySettings
 from depth_completion_ros.pipeline import (
     DepthCompletionPipeline,
     FrameError,
-    FrameOutput,
     PipelineSettings,
     elapsed_ms,
     prefill_mismatch,
 )
 from depth_completion_ros.ros import params as param_table
 from depth_completion_ros.ros.camera_info_cache import CameraInfoCache, CameraInfoFields, CameraInfoRejected
-from depth_completion_ros.ros.diagnostics import (
-    LatencyWindow,
-    RateMeter,
-    StageTimings,
-    build_diagnostic_array,
-    status_level,
+from depth_completion_ros.ros.camera_side import (
+    DROP_COUNTERS,
+    CameraOptions,
+    CameraOutputs,
+    CameraSide,
+    NoCameraInfo,
+    PendingFrame,
 )
-from depth_completion_ros.ros.extrinsics import ExtrinsicsError, ExtrinsicsProvider, TfExtrinsics, make_extrinsics
+from depth_completion_ros.ros.diagnostics import RateMeter, build_diagnostic_array, status_level
+from depth_completion_ros.ros.extrinsics import (
+    ExtrinsicsError,
+    ExtrinsicsProvider,
+    StaticExtrinsics,
+    TfExtrinsics,
+    make_extrinsics,
+    parameters_are_set,
+    transform_from_parameters,
+)
 from depth_completion_ros.ros.problem_log import ProblemLog, SilenceWatch, clip
 from depth_completion_ros.ros.qos import make_qos
-from depth_completion_ros.ros.sync import ApproximateTimeSync, MatchedPair, Outcome
+from depth_completion_ros.ros.sync import ApproximateTimeSync, Outcome
 from depth_completion_ros.weights_choice import by_input_mode
 
 NODE_NAME = 'depth_completion'
@@ -68,6 +85,8 @@ WARN_PERIOD_S = 2.0
 # a bag or driver to start, short enough that a wrong topic name shows in the log before anyone gives up.
 INPUT_SILENCE_S = 10.0
 INPUT_SILENCE_PERIOD_S = 30.0
+LIFECYCLE_FLAG = '--lifecycle'
+EXTRINSICS_KEYS = ('extrinsics.translation', 'extrinsics.rotation', 'extrinsics.matrix')
 
 
 class StartupError(RuntimeError):
@@ -75,111 +94,161 @@ class StartupError(RuntimeError):
 
 
 @dataclass
-class Counters:
-    """Frame accounting (all since start)."""
-    images_in: int = 0
-    depth_in: int = 0
-    frames_out: int = 0
-    dropped_busy: int = 0          # a newer pair replaced this one before the worker took it
-    dropped_invalid: int = 0       # malformed input (encoding, size, empty cloud, bad camera_info, ...)
-    dropped_no_camera_info: int = 0
-    dropped_no_extrinsics: int = 0
-    dropped_error: int = 0         # unexpected processing error (logged with its message)
-    dropped_shutdown: int = 0      # waiting or in the worker when the node was told to stop (not published)
-    camera_info_fallback: int = 0  # processed with an older camera_info: the image's own did not come in time
-    problems: dict[str, int] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items()}
+class PreparedFrame:
+    """A camera's frame decoded and projected, waiting for the network."""
+    camera: CameraSide
+    frame: PendingFrame
+    rgb: Any
+    sparse: Any
+    model: CameraModel
+    sensor_fov: Any
+    info_fields: CameraInfoFields
+    timings: dict[str, float]
+    start: float                     # time.perf_counter() when the worker took the frame
 
 
-@dataclass
-class PendingFrame:
-    pair: MatchedPair[Any]
-    arrival: float                   # time.monotonic() when the pair became complete
-    sync_ms: float
+class DepthCompletionCore:
+    """The node's pipeline in stages, shared by the plain node (all stages at start-up) and the lifecycle node
+    (one stage per transition): ``_declare`` (parameters), ``_configure`` (model, cameras, publishers, worker),
+    ``_activate`` (subscriptions), ``_deactivate`` (stop taking frames), ``_cleanup`` (free the model).
+    Mixed into an rclpy ``Node`` or ``LifecycleNode``."""
 
+    # -- provided by rclpy's Node (declared for the type checker) ---------------------------------------------
+    get_logger: Any
+    declare_parameter: Any
+    undeclare_parameter: Any
+    create_subscription: Any
+    destroy_subscription: Any
+    create_publisher: Any
+    destroy_publisher: Any
+    create_timer: Any
+    destroy_timer: Any
+    resolve_topic_name: Any
+    get_clock: Any
+    get_name: Any
+    get_fully_qualified_name: Any
+    add_on_set_parameters_callback: Any
 
-class DepthCompletionNode(Node):
-    def __init__(self, **node_kwargs: Any) -> None:
-        super().__init__(NODE_NAME, **node_kwargs)
+    def _declare(self) -> None:
+        """Parameters (validated: a bad value is a StartupError) and the state that outlives configure/cleanup."""
         self.values = self._declare_parameters()
-        self.counters = Counters()
         self.problem_log = ProblemLog(self.get_logger().warning, WARN_PERIOD_S)
-        self.counters.problems = self.problem_log.counts
         # Not counted as problems (the counts would grow every period while nothing arrives): its own throttle.
         self._silence_log = ProblemLog(self.get_logger().warning, INPUT_SILENCE_PERIOD_S)
         self._silence = SilenceWatch(INPUT_SILENCE_S, time.monotonic())
-        # Recent camera_infos per frame_id: the one with the image's stamp wins (sizes/intrinsics may change).
-        self._camera_infos = CameraInfoCache()
+        self.cameras: list[CameraSide] = []
+        self.pipeline: DepthCompletionPipeline | None = None
+        self.extrinsics: ExtrinsicsProvider | None = None
+        self.depth_in = 0
+        self.depth_rate = RateMeter()
+        self.clouds_decoded = 0
         self._depth_camera_infos = CameraInfoCache()
+        self._input_subscriptions: list[Any] = []
+        self._output_publishers: list[Any] = []
+        self._diagnostics_timer: Any = None
+        self._worker: threading.Thread | None = None
+        self._slot_ready = threading.Condition()
+        self._stopping = False
+        self._taking = False            # subscriptions live and frames accepted (active)
+        self._abandon_hook: Any = None
+        self._last_cloud: tuple[Any, Any] | None = None   # (message, decoded): one decode per scan (worker only)
+        self._weights_name = ''
+        self.add_on_set_parameters_callback(self._on_set_parameters)
 
+    @property
+    def multi_camera(self) -> bool:
+        return bool(self.values['cameras'])
+
+    # ---------------------------------------------------------------------------------------------------------
+    # configure: model, cameras, publishers, worker
+    # ---------------------------------------------------------------------------------------------------------
+    def _configure(self) -> float:
+        """Load and warm up the model, set up the cameras, their publishers and the worker; returns warm-up ms."""
+        values = self.values
         self.settings = PipelineSettings(
-            min_range=self.values['min_range'], max_range=self.values['max_range'],
-            prefill_only=self.values['prefill_only'], cloud_enable=self.values['cloud.enable'],
-            cloud_stride=self.values['cloud.stride'], cloud_color=self.values['cloud.color'],
-            validity=validity_settings(self.values))
-        self._geometry_logged: set[tuple[str, str]] = set()
+            min_range=values['min_range'], max_range=values['max_range'],
+            prefill_only=values['prefill_only'], cloud_enable=values['cloud.enable'],
+            cloud_stride=values['cloud.stride'], cloud_color=values['cloud.color'],
+            validity=validity_settings(values))
         if self.settings.min_range >= self.settings.max_range:
             raise StartupError(f'min_range ({self.settings.min_range}) must be below max_range '
                                f'({self.settings.max_range})')
+        if len(values['cameras']) > 1 and values['input_mode'] == 'depth' and values['depth_registered']:
+            raise StartupError('a registered depth image belongs to one camera: with several cameras set '
+                               'depth_registered:=false (the depth image is projected into each camera)')
         self.extrinsics = self._make_extrinsics()
         self.pipeline = self._make_pipeline()
         warm_up_ms = self.pipeline.warm_up()
-        self.sync: ApproximateTimeSync[Any] = ApproximateTimeSync(self.values['sync.slop'],
-                                                                  self.values['sync.queue_size'])
-
-        # measurement
-        self.image_rate, self.depth_rate, self.output_rate = RateMeter(), RateMeter(), RateMeter()
-        self.latency = LatencyWindow()
-        self.processing = LatencyWindow()
-        self.stage_times = StageTimings()
-
-        self._create_publishers()
-        # Inference runs off the executor thread; the slot holds at most one pair (latest wins).
-        self._slot: PendingFrame | None = None
-        self._slot_ready = threading.Condition()
+        self._weights_name = self.pipeline.weights_name   # once: it reads the shipped files' metadata
+        self.cameras = [self._make_camera(name) for name in (values['cameras'] or [''])]
+        qos = make_qos(values['qos.output.reliability'], values['qos.output.depth'])
+        for camera in self.cameras:
+            camera.outputs = CameraOutputs(camera.prefix, lambda msg_type, topic: self._publisher(msg_type, topic,
+                                                                                                  qos))
+            self._output_publishers.extend(camera.outputs.all())
+        from diagnostic_msgs.msg import DiagnosticArray
+        self.diagnostics_pub = self._publisher(DiagnosticArray, '/diagnostics', 10)
+        self._output_publishers.append(self.diagnostics_pub)
+        # Inference runs off the executor thread; each camera's slot holds at most one pair (latest wins).
         self._stopping = False
         # Not a daemon: the interpreter must never exit while this thread is inside torch (abort); stop() joins.
         self._worker = threading.Thread(target=self._worker_loop, name='depth_completion_worker')
-        self._abandon_hook: Any = None
         self._worker.start()
-        self._create_subscriptions()
-        self.add_on_set_parameters_callback(self._on_set_parameters)
-        self._diagnostics_timer = self.create_timer(self.values['diagnostics.period'], self._publish_diagnostics)
-        self._weights_name = self.pipeline.weights_name   # once: it reads the shipped files' metadata
-        mismatch = prefill_mismatch(self.values['input_mode'], self.pipeline.resolved_prefill_method(),
+        self._diagnostics_timer = self.create_timer(values['diagnostics.period'], self._publish_diagnostics)
+        mismatch = prefill_mismatch(values['input_mode'], self.pipeline.resolved_prefill_method(),
                                     self._weights_name)
         if mismatch:
             self.get_logger().warning(mismatch)
-        self.get_logger().info(
-            f'ready: input_mode={self.values["input_mode"]} extrinsics={self.extrinsics.description} '
-            f'{"prefill_only" if self.settings.prefill_only else "model=" + self.values["model.variant"]} '
-            f'device={self.pipeline.device_name} qos in={self.values["qos.input.reliability"]} '
-            f'out={self.values["qos.output.reliability"]} (warm-up {warm_up_ms:.0f} ms)')
+        return warm_up_ms
 
-    # ---------------------------------------------------------------------------------------------------------
-    # set-up
-    # ---------------------------------------------------------------------------------------------------------
+    def _ready_line(self, warm_up_ms: float) -> str:
+        assert self.pipeline is not None and self.extrinsics is not None
+        cameras = f' cameras={",".join(c.name for c in self.cameras)}' if self.multi_camera else ''
+        return (f'input_mode={self.values["input_mode"]}{cameras} extrinsics={self.extrinsics.description} '
+                f'{"prefill_only" if self.settings.prefill_only else "model=" + self.values["model.variant"]} '
+                f'device={self.pipeline.device_name} qos in={self.values["qos.input.reliability"]} '
+                f'out={self.values["qos.output.reliability"]} (warm-up {warm_up_ms:.0f} ms)')
+
+    def _publisher(self, msg_type: type, topic: str, qos: Any) -> Any:
+        """A publisher; the lifecycle node overrides this to make lifecycle publishers."""
+        return self.create_publisher(msg_type, topic, qos)
+
+    def _destroy_publisher(self, publisher: Any) -> None:
+        self.destroy_publisher(publisher)
+
     def _declare_parameters(self) -> dict[str, Any]:
         values: dict[str, Any] = {}
         for spec in param_table.PARAMETERS:
-            try:
-                if spec.type_name == 'double[]':
-                    value = self._declare_double_array(spec)
-                else:
-                    value = self.declare_parameter(spec.name, spec.default, param_table.descriptor_for(spec)).value
-            except StartupError:
-                raise
-            except Exception as exc:  # rclpy raises several exception types for a bad override
-                raise StartupError(f'parameter {spec.name}: {exc}') from None
-            if spec.type_name == 'double' and isinstance(value, int) and not isinstance(value, bool):
-                value = float(value)
-            problem = param_table.check_value(spec, value)
-            if problem is not None:
-                raise StartupError(problem)
-            values[spec.name] = value
+            values[spec.name] = self._declare_one(spec)
+        # A named camera's own image transport, rectification and extrinsics: the node-wide value unless set.
+        for camera in values['cameras']:
+            for key in param_table.CAMERA_KEYS:
+                spec = replace(param_table.PARAMETERS_BY_NAME[key], name=f'camera.{camera}.{key}',
+                               default=values[key])
+                values[spec.name] = self._declare_one(spec)
         return values
+
+    def _declare_one(self, spec: param_table.ParamSpec) -> Any:
+        try:
+            if spec.type_name == 'double[]':
+                value = self._declare_double_array(spec)
+            elif spec.type_name == 'string[]':
+                # rclpy types an empty list default as a byte array: declared by type, unset means none.
+                value = self.declare_parameter(spec.name, Parameter.Type.STRING_ARRAY,
+                                               param_table.descriptor_for(spec)).value
+                value = list(value or [])
+            else:
+                value = self.declare_parameter(spec.name, spec.default, param_table.descriptor_for(spec)).value
+        except StartupError:
+            raise
+        except Exception as exc:  # rclpy raises several exception types for a bad override
+            raise StartupError(f'parameter {spec.name}: {exc}') from None
+        if spec.type_name == 'double' and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        problem = param_table.check_value(spec, value)
+        if problem is not None:
+            raise StartupError(problem)
+        return value
 
     def _declare_double_array(self, spec: param_table.ParamSpec) -> list[float]:
         """A statically typed DOUBLE_ARRAY (a refused set must not change its type) that still takes YAML's
@@ -187,7 +256,7 @@ class DepthCompletionNode(Node):
         declared again with the static type and the value as floats."""
         loose = param_table.descriptor_for(spec)
         loose.dynamic_typing = True
-        value = self.declare_parameter(spec.name, spec.default, loose).value
+        value = self.declare_parameter(spec.name, list(spec.default), loose).value
         self.undeclare_parameter(spec.name)
         value = list(value) if isinstance(value, (list, tuple)) else value
         problem = param_table.check_value(spec, value)
@@ -204,6 +273,29 @@ class DepthCompletionNode(Node):
                                    self.values['extrinsics.tf_timeout'])
         except ValueError as exc:
             raise StartupError(f'extrinsics: {exc}') from None
+
+    def _make_camera(self, name: str) -> CameraSide:
+        """The single camera (name '') takes the node-wide settings; a named one its ``camera.<name>.*``."""
+        assert self.extrinsics is not None
+        key = (lambda k: f'camera.{name}.{k}') if name else (lambda k: k)
+        extrinsics = self.extrinsics
+        own = [self.values[key(k)] for k in EXTRINSICS_KEYS]
+        if name and own != [self.values[k] for k in EXTRINSICS_KEYS] and self.values['extrinsics.source'] != 'tf':
+            try:
+                extrinsics = StaticExtrinsics(transform_from_parameters(*own))
+            except ValueError as exc:
+                raise StartupError(f'camera {name}: extrinsics: {exc}') from None
+        elif name and isinstance(extrinsics, StaticExtrinsics) and not parameters_are_set(
+                *[self.values[k] for k in EXTRINSICS_KEYS]):
+            # Identity for a camera of several is nearly always a missing setting: say whose.
+            self.get_logger().warning(f'camera {name}: no extrinsics (neither camera.{name}.extrinsics.* nor '
+                                      'extrinsics.* is set): the cloud is taken as already in its frame')
+        options = CameraOptions(image_transport=self.values[key('image_transport')],
+                                image_rectified=self.values[key('image_rectified')], extrinsics=extrinsics)
+        sync: ApproximateTimeSync[Any] = ApproximateTimeSync(self.values['sync.slop'],
+                                                             self.values['sync.queue_size'])
+        logger = self.get_logger()
+        return CameraSide(name, options, sync, logger.warning, logger.info, WARN_PERIOD_S)
 
     def _make_pipeline(self) -> DepthCompletionPipeline:
         weights = self.values['model.weights']
@@ -222,98 +314,125 @@ class DepthCompletionNode(Node):
         except Exception as exc:  # WeightsError, FileNotFoundError, CUDA unavailable, ...
             raise StartupError(f'model: {exc}') from None
 
-    def _create_publishers(self) -> None:
-        qos = make_qos(self.values['qos.output.reliability'], self.values['qos.output.depth'])
-        self.depth_pub = self.create_publisher(Image, '~/depth', qos)
-        self.confidence_pub = self.create_publisher(Image, '~/confidence', qos)
-        self.confidence_color_pub = self.create_publisher(Image, '~/debug/confidence_color', qos)
-        self.info_pub = self.create_publisher(CameraInfo, '~/camera_info', qos)
-        self.cloud_pub = self.create_publisher(PointCloud2, '~/points', qos)
-        self.sparse_pub = self.create_publisher(Image, '~/debug/sparse', qos)
-        self.prefill_pub = self.create_publisher(Image, '~/debug/prefill', qos)
-        self.color_pub = self.create_publisher(Image, '~/debug/depth_color', qos)
-        self.latency_pub = self.create_publisher(Float64, '~/latency_ms', qos)
-        self.processing_pub = self.create_publisher(Float64, '~/processing_time_ms', qos)
-        self.timings_pub = self.create_publisher(String, '~/timings', qos)
-        from diagnostic_msgs.msg import DiagnosticArray
-        self.diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
-
-    def _create_subscriptions(self) -> None:
+    # ---------------------------------------------------------------------------------------------------------
+    # activate / deactivate: subscriptions
+    # ---------------------------------------------------------------------------------------------------------
+    def _activate(self) -> None:
         qos = make_qos(self.values['qos.input.reliability'], self.values['qos.input.depth'])
-        self.create_subscription(CameraInfo, 'camera_info', self._on_camera_info, qos)
-        self._subscribe_image('image', self.values['image_transport'], self._on_image, qos)
+        subscribe = self._input_subscriptions.append
+        for camera in self.cameras:
+            subscribe(self.create_subscription(CameraInfo, camera.camera_info_topic,
+                                               lambda msg, c=camera: self._cache_camera_info(
+                                                   c.camera_infos, msg, c.camera_info_topic, c.warn), qos))
+            self._subscribe_image(camera.image_topic, camera.options.image_transport,
+                                  lambda msg, c=camera: self._on_image(c, msg), qos)
         if self.values['input_mode'] == 'points':
-            self.create_subscription(PointCloud2, 'points', self._on_depth_source, qos)
+            subscribe(self.create_subscription(PointCloud2, 'points', self._on_depth_source, qos))
         else:
             self._subscribe_image('depth', self.values['depth_transport'], self._on_depth_source, qos)
             if not self.values['depth_registered']:
-                self.create_subscription(CameraInfo, 'depth/camera_info', self._on_depth_camera_info, qos)
+                subscribe(self.create_subscription(CameraInfo, 'depth/camera_info', lambda msg: (
+                    self._cache_camera_info(self._depth_camera_infos, msg, 'depth/camera_info', self._warn)), qos))
+        self._taking = True
 
     def _subscribe_image(self, base: str, transport: str, callback: Any, qos: Any) -> None:
         """``raw``: sensor_msgs/Image on ``base``; a compressed transport: sensor_msgs/CompressedImage on
         ``<base>/<transport>`` (image_transport's naming: it hangs below the remapped base topic)."""
         if transport == 'raw':
-            self.create_subscription(Image, base, callback, qos)
+            self._input_subscriptions.append(self.create_subscription(Image, base, callback, qos))
         else:
-            self.create_subscription(CompressedImage, f'{self.resolve_topic_name(base)}/{transport}', callback, qos)
+            self._input_subscriptions.append(self.create_subscription(
+                CompressedImage, f'{self.resolve_topic_name(base)}/{transport}', callback, qos))
+
+    def _deactivate(self) -> None:
+        """Stop taking frames: no subscription, the waiting frames dropped, the one in the worker not published.
+        The model stays loaded."""
+        with self._slot_ready:
+            self._taking = False
+            self._drop_waiting()
+        for subscription in self._input_subscriptions:
+            self.destroy_subscription(subscription)
+        self._input_subscriptions.clear()
+
+    def _drop_waiting(self) -> None:
+        """Under ``_slot_ready``: every frame waiting for the worker is dropped (counted as shutdown drops)."""
+        for camera in self.cameras:
+            if camera.slot is not None:
+                camera.slot = None
+                camera.counters.dropped_shutdown += 1
 
     # ---------------------------------------------------------------------------------------------------------
-    # executor thread: caching, sync, hand-off
+    # cleanup: free the model
     # ---------------------------------------------------------------------------------------------------------
+    def _cleanup(self) -> bool:
+        """Join the worker, destroy the publishers and the timer, drop the model; True when the model's memory
+        was released (no reference left after a collection)."""
+        self.stop()
+        if self._diagnostics_timer is not None:
+            self.destroy_timer(self._diagnostics_timer)
+            self._diagnostics_timer = None
+        for publisher in self._output_publishers:
+            self._destroy_publisher(publisher)
+        self._output_publishers.clear()
+        self.cameras = []
+        self._last_cloud = None
+        released = True
+        if self.pipeline is not None:
+            model_ref = weakref.ref(self.pipeline)
+            self.pipeline = None
+            gc.collect()
+            released = model_ref() is None
+            _empty_cuda_cache()
+        return released
 
     def _warn(self, kind: str, message: str) -> None:
-        """Count a problem; warn at most once per WARN_PERIOD_S per kind (whatever the details), so a stream of
-        bad frames logs one bounded line every few seconds but a new kind of problem shows at once."""
+        """A problem of the depth source (not of one camera): counted, at most one line per kind and period."""
         self.problem_log.warn(kind, message)
 
-    def _on_camera_info(self, msg: CameraInfo) -> None:
-        self._cache_camera_info(self._camera_infos, msg, 'camera_info')
 
-    def _on_depth_camera_info(self, msg: CameraInfo) -> None:
-        self._cache_camera_info(self._depth_camera_infos, msg, 'depth/camera_info')
-
-    def _cache_camera_info(self, cache: CameraInfoCache, msg: CameraInfo, topic: str) -> None:
+    # ---------------------------------------------------------------------------------------------------------
+    # executor thread: caching, pairing, hand-off
+    # ---------------------------------------------------------------------------------------------------------
+    def _cache_camera_info(self, cache: CameraInfoCache, msg: CameraInfo, topic: str, warn: Any) -> None:
         try:
             cache.add(msg)
         except (CameraInfoRejected, CameraModelError, ValueError, TypeError) as exc:
             cache.note_rejected(msg)
-            self._warn('bad_camera_info', f'{topic} rejected (frame_id {clip(msg.header.frame_id)}): {exc}')
+            warn('bad_camera_info', f'{topic} rejected (frame_id {clip(msg.header.frame_id)}): {exc}')
 
-    def _on_image(self, msg: Image) -> None:
-        self.counters.images_in += 1
-        self.image_rate.tick()
-        # Pinned on arrival, not when the worker gets to it: a busy worker must still find the image's own
-        # camera_info, however many newer ones came meanwhile.
-        self._camera_infos.expect(msg.header.frame_id, stamp_to_ns(msg.header.stamp))
-        self._offer(msg, is_image=True)
+    def _on_image(self, camera: CameraSide, msg: Image) -> None:
+        camera.image_arrived(msg)
+        self._offer(camera, msg, is_image=True)
 
     def _on_depth_source(self, msg: Any) -> None:
-        self.counters.depth_in += 1
+        """One scan (or depth image) for every camera: each camera's sync pairs it with its own image."""
+        self.depth_in += 1
         self.depth_rate.tick()
         if self.values['input_mode'] == 'depth' and not self.values['depth_registered']:
             self._depth_camera_infos.expect(msg.header.frame_id, stamp_to_ns(msg.header.stamp))
-        self._offer(msg, is_image=False)
+        for camera in self.cameras:
+            self._offer(camera, msg, is_image=False)
 
-    def _offer(self, msg: Any, is_image: bool) -> None:
+    def _offer(self, camera: CameraSide, msg: Any, is_image: bool) -> None:
         start = time.perf_counter()
         stamp_ns = stamp_to_ns(msg.header.stamp)
-        result = self.sync.add_image(stamp_ns, msg) if is_image else self.sync.add_depth(stamp_ns, msg)
+        result = camera.sync.add_image(stamp_ns, msg) if is_image else camera.sync.add_depth(stamp_ns, msg)
         sync_ms = elapsed_ms(start)
         if result.outcome is Outcome.ZERO_STAMP:
-            self._warn('zero_stamp', f'{result.detail}: the driver must fill header.stamp; message dropped')
+            camera.warn('zero_stamp', f'{result.detail}: the driver must fill header.stamp; message dropped')
         elif result.outcome is Outcome.RESET:
-            self._warn('time_jump', f'{result.detail} (bag loop or restarted sensor?)')
+            camera.warn('time_jump', f'{result.detail} (bag loop or restarted sensor?)')
             if isinstance(self.extrinsics, TfExtrinsics):
                 self.extrinsics.clear()
         if result.pair is None:
             return
         with self._slot_ready:
-            if self._stopping:
-                self.counters.dropped_shutdown += 1
+            if self._stopping or not self._taking:
+                camera.counters.dropped_shutdown += 1
                 return
-            if self._slot is not None:
-                self.counters.dropped_busy += 1  # the worker is still busy: the newer pair wins
-            self._slot = PendingFrame(result.pair, time.monotonic(), sync_ms)
+            if camera.slot is not None:
+                camera.counters.dropped_busy += 1  # the worker is still busy: the newer pair wins
+            camera.slot = PendingFrame(result.pair, time.monotonic(), sync_ms)
             self._slot_ready.notify()
 
     # ---------------------------------------------------------------------------------------------------------
@@ -322,169 +441,136 @@ class DepthCompletionNode(Node):
     def _worker_loop(self) -> None:
         while True:
             with self._slot_ready:
-                while self._slot is None and not self._stopping:
+                while not self._stopping and all(camera.slot is None for camera in self.cameras):
                     self._slot_ready.wait(0.5)
                 if self._stopping:
                     return
-                frame, self._slot = self._slot, None
-            assert frame is not None
-            try:
-                self._process(frame)
-            except FrameAbandoned:
-                self.counters.dropped_shutdown += 1
-            except FrameError as exc:
-                self.counters.dropped_invalid += 1
-                self._warn(exc.kind, f'frame dropped: {exc}')
-            except conversions.UnsupportedEncodingError as exc:
-                self.counters.dropped_invalid += 1
-                self._warn('bad_encoding', f'frame dropped: {exc}')
-            except _NoCameraInfo as exc:
-                self.counters.dropped_no_camera_info += 1
-                self._warn('no_camera_info', str(exc))
-            except ExtrinsicsError as exc:
-                self.counters.dropped_no_extrinsics += 1
-                self._warn('no_extrinsics', f'frame dropped: {exc}')
-            except (ValueError, CameraModelError) as exc:  # malformed message layouts from conversions
-                self.counters.dropped_invalid += 1
-                self._warn('bad_layout', f'frame dropped: {exc}')
-            except Exception as exc:  # keep the node alive whatever a frame does
-                if self._stopping:  # e.g. publishing into a context that is going away
-                    self.counters.dropped_shutdown += 1
-                    continue
-                self.counters.dropped_error += 1
-                self._warn('processing_error', f'frame dropped: {type(exc).__name__}: {exc}')
+                # Every camera that has a frame now: a round (the frames of one scan, usually).
+                frames = [(camera, camera.slot) for camera in self.cameras if camera.slot is not None]
+                for camera, _frame in frames:
+                    camera.slot = None
+            self._process_round([(camera, frame) for camera, frame in frames if frame is not None])
 
-    def _process(self, frame: PendingFrame) -> None:
+    def _process_round(self, frames: list[tuple[CameraSide, PendingFrame]]) -> None:
+        prepared: list[PreparedFrame] = []
+        for camera, frame in frames:
+            with self._frame_guard(camera):
+                prepared.append(self._prepare(camera, frame))
+        # The batching seam: on CUDA the frames of one round that share a size could go through one batched
+        # forward pass here (pipeline.complete takes one frame today; no GPU to measure it on). On a CPU a batch
+        # gains nothing over running them in turn, which is what happens.
+        for item in prepared:
+            with self._frame_guard(item.camera):
+                self._complete_and_publish(item)
+
+    @contextlib.contextmanager
+    def _frame_guard(self, camera: CameraSide) -> Iterator[None]:
+        """Whatever one frame does, the node (and the other cameras) go on: the drop is counted for its camera
+        and warned (throttled per kind)."""
+        counters = camera.counters
+        try:
+            yield
+        except FrameAbandoned:
+            counters.dropped_shutdown += 1
+        except FrameError as exc:
+            counters.dropped_invalid += 1
+            camera.warn(exc.kind, f'frame dropped: {exc}')
+        except conversions.UnsupportedEncodingError as exc:
+            counters.dropped_invalid += 1
+            camera.warn('bad_encoding', f'frame dropped: {exc}')
+        except NoCameraInfo as exc:
+            counters.dropped_no_camera_info += 1
+            camera.warn('no_camera_info', str(exc))
+        except ExtrinsicsError as exc:
+            counters.dropped_no_extrinsics += 1
+            camera.warn('no_extrinsics', f'frame dropped: {exc}')
+        except (ValueError, CameraModelError) as exc:  # malformed message layouts from conversions
+            counters.dropped_invalid += 1
+            camera.warn('bad_layout', f'frame dropped: {exc}')
+        except Exception as exc:  # keep the node alive whatever a frame does
+            if self._stopping or not self._taking:  # e.g. publishing into a context that is going away
+                counters.dropped_shutdown += 1
+                return
+            counters.dropped_error += 1
+            camera.warn('processing_error', f'frame dropped: {type(exc).__name__}: {exc}')
+
+    def _prepare(self, camera: CameraSide, frame: PendingFrame) -> PreparedFrame:
+        """Decode the camera's image and the depth source, project the measurements into the camera."""
+        assert self.pipeline is not None
         start_total = time.perf_counter()
         image_msg, source_msg = frame.pair.image, frame.pair.depth
         timings: dict[str, float] = {'sync': frame.sync_ms}
+        wait_s = self.values['camera_info.wait']
 
         camera_frame = image_msg.header.frame_id
-        camera, info_fields = self._camera_info_for(camera_frame, frame.pair.image_stamp_ns)
-        camera = self._image_geometry(camera_frame, camera)
+        model, info_fields = camera.camera_info_for(camera_frame, frame.pair.image_stamp_ns, wait_s)
+        model = camera.image_geometry(camera_frame, model)
         sensor_fov = None
 
         start = time.perf_counter()
         rgb = conversions.image_to_rgb(image_msg)
-        if rgb.shape[:2] != (camera.height, camera.width):
+        if rgb.shape[:2] != (model.height, model.width):
             raise FrameError(f'image is {rgb.shape[1]}x{rgb.shape[0]} but camera_info says '
-                             f'{camera.width}x{camera.height}', 'size_mismatch')
+                             f'{model.width}x{model.height}', 'size_mismatch')
+        extrinsics = camera.options.extrinsics
         if self.values['input_mode'] == 'points':
-            cloud = conversions.pointcloud2_to_arrays(source_msg)
-            if cloud.xyz.shape[0] == 0:
-                raise FrameError('point cloud is empty (or has no finite points)', 'empty_cloud')
+            xyz = self._decoded_cloud(source_msg)
             timings['decode'] = elapsed_ms(start)
-            T_cam_sensor = self.extrinsics.lookup(camera_frame, source_msg.header.frame_id, source_msg.header.stamp)
-            sparse, timings['project'] = self.pipeline.sparse_from_points(cloud.xyz, camera, T_cam_sensor)
-            sensor_fov = self.pipeline.sensor_fov_from_points(cloud.xyz, T_cam_sensor)
+            T_cam_sensor = extrinsics.lookup(camera_frame, source_msg.header.frame_id, source_msg.header.stamp)
+            sparse, timings['project'] = self.pipeline.sparse_from_points(xyz, model, T_cam_sensor)
+            sensor_fov = self.pipeline.sensor_fov_from_points(xyz, T_cam_sensor)
         else:
             depth_m = conversions.depth_image_to_metres(source_msg)
             timings['decode'] = elapsed_ms(start)
-            self._check_depth_units(depth_m, source_msg.encoding)
+            self._check_depth_units(camera, depth_m, source_msg.encoding)
             if self.values['depth_registered']:
-                sparse, timings['project'] = self.pipeline.sparse_from_depth(depth_m, None, camera, None)
+                sparse, timings['project'] = self.pipeline.sparse_from_depth(depth_m, None, model, None)
             else:
                 depth_frame = source_msg.header.frame_id
-                depth_camera, _fields = self._camera_info_for(depth_frame, frame.pair.depth_stamp_ns,
-                                                              self._depth_camera_infos, 'depth/camera_info')
-                T_cam_depth = self.extrinsics.lookup(camera_frame, depth_frame, source_msg.header.stamp)
-                sparse, timings['project'] = self.pipeline.sparse_from_depth(depth_m, depth_camera, camera,
+                depth_camera, _fields = camera.camera_info_for(depth_frame, frame.pair.depth_stamp_ns, wait_s,
+                                                               self._depth_camera_infos, 'depth/camera_info')
+                T_cam_depth = extrinsics.lookup(camera_frame, depth_frame, source_msg.header.stamp)
+                sparse, timings['project'] = self.pipeline.sparse_from_depth(depth_m, depth_camera, model,
                                                                              T_cam_depth)
                 sensor_fov = self.pipeline.sensor_fov_from_depth_camera(depth_camera, T_cam_depth)
+        return PreparedFrame(camera, frame, rgb, sparse, model, sensor_fov, info_fields, timings, start_total)
 
-        output = self.pipeline.complete(rgb, sparse, camera, sensor_fov)
+    def _decoded_cloud(self, msg: Any) -> Any:
+        """The cloud's points, decoded once per scan however many cameras pair with it (worker thread only)."""
+        if self._last_cloud is not None and self._last_cloud[0] is msg:
+            return self._last_cloud[1]
+        cloud = conversions.pointcloud2_to_arrays(msg)
+        if cloud.xyz.shape[0] == 0:
+            raise FrameError('point cloud is empty (or has no finite points)', 'empty_cloud')
+        self.clouds_decoded += 1
+        self._last_cloud = (msg, cloud.xyz)
+        return cloud.xyz
+
+    def _complete_and_publish(self, item: PreparedFrame) -> None:
+        assert self.pipeline is not None and item.camera.outputs is not None
+        camera, timings = item.camera, item.timings
+        output = self.pipeline.complete(item.rgb, item.sparse, item.model, item.sensor_fov)
         timings.update(output.timings_ms)
-        if self._stopping:
-            raise FrameAbandoned  # told to stop while computing: publish nothing
-        timings['encode'], timings['publish'] = self._publish(output, image_msg, info_fields)
+        if self._stopping or not self._taking:
+            raise FrameAbandoned  # told to stop (or deactivated) while computing: publish nothing
+        image_msg = item.frame.pair.image
+        timings['encode'], timings['publish'] = camera.outputs.publish(
+            output, image_msg.header, item.info_fields, self.values['output.encoding'],
+            self.values['publish_debug'], self.settings.max_range)
+        latency_ms = (time.monotonic() - item.frame.arrival) * 1000.0
+        processing_ms = elapsed_ms(item.start)
+        camera.frame_done(latency_ms, processing_ms, timings)
+        camera.outputs.publish_timings(image_msg.header.stamp, latency_ms, processing_ms, output, timings)
 
-        latency_ms = (time.monotonic() - frame.arrival) * 1000.0
-        processing_ms = elapsed_ms(start_total)
-        self.counters.frames_out += 1
-        self.output_rate.tick()
-        self.latency.add(latency_ms)
-        self.processing.add(processing_ms)
-        self.stage_times.add(timings)
-        self.latency_pub.publish(Float64(data=latency_ms))
-        self.processing_pub.publish(Float64(data=processing_ms))
-        stamp = image_msg.header.stamp
-        self.timings_pub.publish(String(data=json.dumps(
-            {'stamp_ns': stamp_to_ns(stamp), 'latency_ms': round(latency_ms, 3),
-             'processing_ms': round(processing_ms, 3), 'network': output.used_network,
-             'prefill_method': output.prefill_method,
-             'stages_ms': {k: round(v, 3) for k, v in timings.items()}})))
-
-    def _check_depth_units(self, depth_m: Any, encoding: str) -> None:
+    def _check_depth_units(self, camera: CameraSide, depth_m: Any, encoding: str) -> None:
         """Most depths outside [min_range, max_range] is a unit mistake, not a scene: without this warning the
         output is silently all unknown (the frame still goes through: the range may be what the user wants)."""
         problem = check_depth_units(depth_m, self.settings.min_range, self.settings.max_range)
         if problem is not None:
             what = problem.describe(self.settings.min_range, self.settings.max_range)
-            self._warn('depth_units', f'depth image ({clip(encoding)}): {what}. The node reads 16UC1 as '
-                                      'millimetres and 32FC1 as metres (REP 118): fix the driver\'s units, or '
-                                      'min_range/max_range')
-
-    def _camera_info_for(self, frame_id: str, stamp_ns: int, cache: CameraInfoCache | None = None,
-                         topic: str = 'camera_info') -> tuple[CameraModel, CameraInfoFields]:
-        """The camera_info with the image's stamp (waiting up to camera_info.wait for it), else the newest not
-        after it (counted and warned: it may be the previous frame's), else the newest."""
-        cache = self._camera_infos if cache is None else cache
-        found = cache.lookup(frame_id, stamp_ns, self.values['camera_info.wait'])
-        if found is None:
-            known = ', '.join(clip(name) for name in cache.known_frame_ids(3)) or 'none'
-            more = len(cache) - min(len(cache), 3)
-            raise _NoCameraInfo(f'no {topic} received yet for frame_id {clip(frame_id)}: frame dropped '
-                                f'(known: {known}{f" and {more} more" if more else ""})')
-        if not found.exact:
-            self.counters.camera_info_fallback += 1
-            self._warn('camera_info_fallback',
-                       f'no {topic} with the stamp of frame {stamp_ns} for frame_id {clip(frame_id)} within '
-                       f'{self.values["camera_info.wait"]} s: using the one of {found.entry.stamp_ns} '
-                       f'({(stamp_ns - found.entry.stamp_ns) / 1e9:+.3f} s)')
-        return found.entry.camera, found.entry.fields
-
-    def _image_geometry(self, frame_id: str, camera: CameraModel) -> CameraModel:
-        """Raw (distorted) or rectified image, decided from the camera_info; logged once per frame and choice."""
-        projected, reason = camera.for_image(self.values['image_rectified'])
-        key = (frame_id, reason)
-        if key not in self._geometry_logged:
-            if len(self._geometry_logged) >= 64:  # bounded whatever frame_ids arrive (made-up ones: a flood)
-                self._geometry_logged.clear()
-            self._geometry_logged.add(key)
-            self.get_logger().info(f'camera {clip(frame_id)}: {reason}')
-        return projected
-
-    def _publish(self, output: FrameOutput, image_msg: Image, info_fields: CameraInfoFields) -> tuple[float, float]:
-        """Encode and publish every output; returns (encode_ms, publish_ms)."""
-        header = image_msg.header  # outputs carry the camera's stamp and frame id
-        start = time.perf_counter()
-        depth_msg = conversions.metres_to_depth_image(output.depth, self.values['output.encoding'], header=header)
-        confidence_msg = conversions.numpy_to_image(output.confidence, '32FC1', header=header)
-        cloud_msg = None
-        if output.cloud_xyz is not None:
-            cloud_msg = conversions.arrays_to_pointcloud2(output.cloud_xyz, output.cloud_rgb, header=header)
-        info_out = info_fields.to_message(header)
-        debug_msgs = []
-        if self.values['publish_debug']:
-            debug_msgs = [
-                (self.sparse_pub, conversions.metres_to_depth_image(output.sparse, '32FC1', header=header)),
-                (self.prefill_pub, conversions.metres_to_depth_image(output.prefill, '32FC1', header=header)),
-                (self.color_pub, conversions.numpy_to_image(_colourise(output.depth, self.settings.max_range),
-                                                            'rgb8', header=header)),
-                (self.confidence_color_pub, conversions.numpy_to_image(
-                    colorize_confidence(output.confidence), 'rgb8', header=header)),
-            ]
-        encode_ms = elapsed_ms(start)
-
-        start = time.perf_counter()
-        self.depth_pub.publish(depth_msg)
-        self.confidence_pub.publish(confidence_msg)
-        self.info_pub.publish(info_out)
-        if cloud_msg is not None:
-            self.cloud_pub.publish(cloud_msg)
-        for publisher, msg in debug_msgs:
-            publisher.publish(msg)
-        return encode_ms, elapsed_ms(start)
+            camera.warn('depth_units', f'depth image ({clip(encoding)}): {what}. The node reads 16UC1 as '
+                                       'millimetres and 32FC1 as metres (REP 118): fix the driver\'s units, or '
+                                       'min_range/max_range')
 
     # ---------------------------------------------------------------------------------------------------------
     # parameters changed at run time
@@ -506,20 +592,24 @@ class DepthCompletionNode(Node):
         merged = {**self.values, **updates}
         if merged['min_range'] >= merged['max_range']:
             return SetParametersResult(successful=False, reason='min_range must stay below max_range')
-        if 'prefill_only' in updates and not updates['prefill_only'] and not self.pipeline.network_loaded:
+        pipeline = self.pipeline
+        if ('prefill_only' in updates and not updates['prefill_only'] and pipeline is not None
+                and not pipeline.network_loaded):
             try:
-                self.pipeline.ensure_network()
+                pipeline.ensure_network()
             except Exception as exc:
                 return SetParametersResult(successful=False, reason=f'cannot load the network: {exc}')
         self.values = merged
-        self.settings.min_range = merged['min_range']
-        self.settings.max_range = merged['max_range']
-        self.settings.prefill_only = merged['prefill_only']
-        self.settings.cloud_enable = merged['cloud.enable']
-        self.settings.cloud_stride = merged['cloud.stride']
-        self.settings.cloud_color = merged['cloud.color']
-        self.settings.validity = validity_settings(merged)
-        self.sync.slop_s = merged['sync.slop']
+        if pipeline is not None:  # configured: the running settings follow (else configure reads them)
+            self.settings.min_range = merged['min_range']
+            self.settings.max_range = merged['max_range']
+            self.settings.prefill_only = merged['prefill_only']
+            self.settings.cloud_enable = merged['cloud.enable']
+            self.settings.cloud_stride = merged['cloud.stride']
+            self.settings.cloud_color = merged['cloud.color']
+            self.settings.validity = validity_settings(merged)
+            for camera in self.cameras:
+                camera.sync.slop_s = merged['sync.slop']
         if updates:
             self.get_logger().info('parameters changed: ' + ', '.join(f'{k}={v}' for k, v in updates.items()))
         return SetParametersResult(successful=True)
@@ -528,45 +618,49 @@ class DepthCompletionNode(Node):
     # diagnostics and shutdown
     # ---------------------------------------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
-        c = self.counters
-        sync = self.sync.stats
-        dropped = (sync.dropped + c.dropped_busy + c.dropped_invalid + c.dropped_no_camera_info
-                   + c.dropped_no_extrinsics + c.dropped_error + c.dropped_shutdown)
-        return {
-            'images_in': c.images_in, 'depth_in': c.depth_in, 'frames_out': c.frames_out,
-            'dropped': dropped, 'dropped_busy': c.dropped_busy, 'dropped_invalid': c.dropped_invalid,
-            'dropped_no_camera_info': c.dropped_no_camera_info, 'dropped_no_extrinsics': c.dropped_no_extrinsics,
-            'dropped_error': c.dropped_error, 'dropped_shutdown': c.dropped_shutdown,
-            'camera_info_fallback': c.camera_info_fallback,
-            **{f'sync_{k}': v for k, v in sync.as_dict().items()},
-            'image_rate_hz': self.image_rate.rate_hz(), 'depth_rate_hz': self.depth_rate.rate_hz(),
-            'output_rate_hz': self.output_rate.rate_hz(),
-            'latency_ms_p50': self.latency.percentile(50), 'latency_ms_p95': self.latency.percentile(95),
-            'processing_ms_p50': self.processing.percentile(50),
-            **{f'stage_{k}_ms': v for k, v in self.stage_times.means().items()},
-            'mode': 'prefill_only' if self.settings.prefill_only else self._weights_name,
-            'device': self.pipeline.device_name,
-            **{f'problem_{kind}': count for kind, count in sorted(c.problems.items())},
-        }
+        """One camera: its counters flat (as always). Several: the totals, plus ``cameras: {name: {...}}``."""
+        node = {'depth_in': self.depth_in, 'depth_rate_hz': self.depth_rate.rate_hz(),
+                'mode': 'prefill_only' if self.values['prefill_only'] else self._weights_name,
+                'device': self.pipeline.device_name if self.pipeline is not None else ''}
+        problems = {f'problem_{kind}': count for kind, count in sorted(self.problem_log.counts.items())}
+        if not self.multi_camera:
+            if not self.cameras:  # not configured (lifecycle) or cleaned up
+                return {'images_in': 0, 'frames_out': 0, 'dropped': 0, **node, **problems}
+            camera = self.cameras[0].stats()
+            for key, count in problems.items():
+                camera[key] = camera.get(key, 0) + count
+            return {**camera, **node}
+        per_camera = {camera.name: camera.stats() for camera in self.cameras}
+        totals = {key: sum(stats[key] for stats in per_camera.values())
+                  for key in ('images_in', 'frames_out', 'dropped', *DROP_COUNTERS)}
+        return {**totals, **node, 'clouds_decoded': self.clouds_decoded, **problems, 'cameras': per_camera}
 
     def _publish_diagnostics(self) -> None:
         stats = self.stats()
-        self._log_silent_inputs(stats)
-        inputs = max(stats['images_in'], 1)
-        level, message = status_level(stats['dropped'] / inputs, stats['output_rate_hz'],
-                                      stats['images_in'] > 0)
-        self.diagnostics_pub.publish(build_diagnostic_array(
-            self.get_clock().now().to_msg(), f'{self.get_name()}: depth completion', self.get_fully_qualified_name(),
-            level, message, stats))
+        self._log_silent_inputs()
+        name = f'{self.get_name()}: depth completion'
+        hardware_id = self.get_fully_qualified_name()
+        stamp = self.get_clock().now().to_msg()
+        if not self.multi_camera:
+            self.diagnostics_pub.publish(build_diagnostic_array(stamp, name, hardware_id,
+                                                                *_level(stats), stats))
+            return
+        # One status per camera (its own counters and level), after the node-wide one.
+        node_stats = {k: v for k, v in stats.items() if k != 'cameras'}
+        array = build_diagnostic_array(stamp, name, hardware_id, *_level(node_stats), node_stats)
+        for camera, camera_stats in stats['cameras'].items():
+            array.status.extend(build_diagnostic_array(stamp, f'{name} {camera}', hardware_id,
+                                                       *_level(camera_stats), camera_stats).status)
+        self.diagnostics_pub.publish(array)
 
-    def _log_silent_inputs(self, stats: dict[str, Any], now: float | None = None) -> None:
+    def _log_silent_inputs(self, now: float | None = None) -> None:
         """A throttled warning naming each input topic that has received nothing for INPUT_SILENCE_S."""
         source = 'points' if self.values['input_mode'] == 'points' else 'depth'
-        topics = {'image': self.resolve_topic_name('image'), source: self.resolve_topic_name(source)}
-        quiet = self._silence.silent({'image': stats['images_in'], source: stats['depth_in']},
-                                     time.monotonic() if now is None else now)
+        counts = {self.resolve_topic_name(camera.image_topic): camera.counters.images_in for camera in self.cameras}
+        counts[self.resolve_topic_name(source)] = self.depth_in
+        quiet = self._silence.silent(counts, time.monotonic() if now is None else now)
         if quiet:
-            names = ', '.join(f'{topics[name]} ({seconds:.0f} s)' for name, seconds in quiet.items())
+            names = ', '.join(f'{topic} ({seconds:.0f} s)' for topic, seconds in quiet.items())
             self._silence_log.warn('no_input', f'no message received on {names}: check the topic names '
                                                f'(remappings), the QoS and that the sensor/bag is publishing')
 
@@ -576,18 +670,36 @@ class DepthCompletionNode(Node):
         still waits for it at exit instead of aborting under it)."""
         with self._slot_ready:
             self._stopping = True
-            if self._slot is not None:
-                self._slot = None
-                self.counters.dropped_shutdown += 1
+            self._drop_waiting()
             self._slot_ready.notify_all()
-        if self._worker.is_alive() and self._abandon_hook is None:
-            self._abandon_hook = _interrupt_torch_modules(self._worker)
-        self._worker.join(timeout=join_timeout_s)
-        return not self._worker.is_alive()
+        worker = self._worker
+        if worker is None:
+            return True
+        if worker.is_alive() and self._abandon_hook is None:
+            self._abandon_hook = _interrupt_torch_modules(worker)
+        worker.join(timeout=join_timeout_s)
+        if not worker.is_alive():
+            self._worker = None
+            if self._abandon_hook is not None:  # a later configure (lifecycle) runs the network again
+                self._abandon_hook.remove()
+                self._abandon_hook = None
+        return worker is not None and not worker.is_alive()
 
 
-class _NoCameraInfo(RuntimeError):
-    pass
+def _level(stats: dict[str, Any]) -> tuple[int, str]:
+    inputs = max(stats['images_in'], 1)
+    return status_level(stats['dropped'] / inputs, stats.get('output_rate_hz', 0.0), stats['images_in'] > 0)
+
+
+class DepthCompletionNode(DepthCompletionCore, Node):
+    """The plain node: every stage at start-up, ``ready:`` once it subscribes."""
+
+    def __init__(self, **node_kwargs: Any) -> None:
+        super().__init__(NODE_NAME, **node_kwargs)
+        self._declare()
+        warm_up_ms = self._configure()
+        self._activate()
+        self.get_logger().info('ready: ' + self._ready_line(warm_up_ms))
 
 
 class FrameAbandoned(Exception):
@@ -604,6 +716,13 @@ def _interrupt_torch_modules(thread: threading.Thread) -> Any:
             raise FrameAbandoned
 
     return torch.nn.modules.module.register_module_forward_pre_hook(abandon)
+
+
+def _empty_cuda_cache() -> None:
+    """Hand the freed model's GPU memory back to the driver (only when torch is loaded and a GPU is in use)."""
+    torch = sys.modules.get('torch')
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 class ShutdownRequest:
@@ -636,21 +755,12 @@ def validity_settings(values: dict[str, Any]) -> ValiditySettings:
                             confidence_relative_tolerance=values['confidence.relative_tolerance'])
 
 
-def colorize_confidence(confidence: Any) -> Any:
-    from depth_completion_ros.core.visualize import colorize_depth
-
-    return colorize_depth(confidence, vmin=0.0, vmax=1.0, cmap='viridis')
-
-
-def _colourise(depth: Any, max_range: float) -> Any:
-    from depth_completion_ros.core.visualize import colorize_depth
-
-    return colorize_depth(depth, vmin=0.0, vmax=min(max_range, 80.0))
-
-
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``depth_completion_node`` / ``depth-completion node`` (returns the exit status)."""
+    """Entry point of ``depth_completion_node`` / ``depth-completion node`` (returns the exit status);
+    ``--lifecycle`` (before ``--ros-args``) runs the managed node of ros/lifecycle.py instead."""
     argv = list(sys.argv if argv is None else argv)
+    lifecycle = LIFECYCLE_FLAG in argv
+    argv = [token for token in argv if token != LIFECYCLE_FLAG]
     prog = 'depth_completion_node'
     shutdown = ShutdownRequest()  # before anything slow: a signal during start-up is a clean stop too
     # A bad parameter file or -p value gets one clear line (rclpy would print several, or ignore a wrong type).
@@ -668,14 +778,19 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         print(f'{prog}: error: cannot initialise ROS: {exc}', file=sys.stderr)
         return 2
-    node: DepthCompletionNode | None = None
+    node: Any = None
     executor: SingleThreadedExecutor | None = None
     status = 0
     try:
-        node = DepthCompletionNode()
+        if lifecycle:
+            from depth_completion_ros.ros.lifecycle import LifecycleDepthCompletionNode
+
+            node = LifecycleDepthCompletionNode()
+        else:
+            node = DepthCompletionNode()
         executor = SingleThreadedExecutor()
         executor.add_node(node)
-        while not shutdown.requested:
+        while not shutdown.requested and not getattr(node, 'finished', False):
             executor.spin_once(timeout_sec=0.1)  # wakes up for the shutdown flag at least every 0.1 s
     except StartupError as exc:
         print(f'{prog}: error: {exc}', file=sys.stderr)
@@ -691,7 +806,7 @@ def main(argv: list[str] | None = None) -> int:
     return status
 
 
-def _shut_down(node: DepthCompletionNode | None, executor: SingleThreadedExecutor | None,
+def _shut_down(node: DepthCompletionCore | None, executor: SingleThreadedExecutor | None,
                shutdown: ShutdownRequest) -> None:
     """The one shutdown path: stop taking frames, abandon/join the worker, final counters, destroy, shut down."""
     if node is not None:
@@ -703,7 +818,7 @@ def _shut_down(node: DepthCompletionNode | None, executor: SingleThreadedExecuto
         if executor is not None:
             executor.remove_node(node)
             executor.shutdown(timeout_sec=1.0)
-        node.destroy_node()
+        node.destroy_node()  # type: ignore[attr-defined]
     rclpy.try_shutdown()
 
 

@@ -6,8 +6,9 @@ Pure Python: ROS message classes are imported only inside :func:`descriptor_for`
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +27,12 @@ class ParamSpec:
     step: float | None = None             # integer ranges: 1; float ranges: 0 (= continuous)
     array_length: tuple[int, ...] = ()    # for arrays: allowed lengths (empty = any)
     allow_empty_choice: bool = False      # string may also be '' (meaning "use the default source")
+    names: bool = False                   # a list of names (string[]): an empty default says nothing of the type
 
     @property
     def type_name(self) -> str:
+        if self.names:
+            return 'string[]'
         if isinstance(self.default, bool):
             return 'bool'
         if isinstance(self.default, int):
@@ -42,6 +46,12 @@ class ParamSpec:
 
 P = ParamSpec
 PARAMETERS: tuple[ParamSpec, ...] = (
+    P('cameras', (), 'Several cameras around one depth source: their names (e.g. [left, right]). Camera <name> '
+      'reads `<name>/image` and `<name>/camera_info` (remap them) and publishes `~/<name>/depth`, '
+      '`~/<name>/confidence`, `~/<name>/points`, `~/<name>/camera_info` and its debug topics; the cloud is '
+      'decoded once per scan. Per camera, `camera.<name>.image_transport`, `camera.<name>.image_rectified` and '
+      '`camera.<name>.extrinsics.{translation,rotation,matrix}` override the node-wide values. Empty: one camera '
+      'on `image`/`camera_info` with the outputs on `~/depth`, ... .', names=True),
     P('input_mode', 'points', 'Depth source: "points" (sensor_msgs/PointCloud2 on `points`) or "depth" '
       '(sensor_msgs/Image 16UC1 mm / 32FC1 m on `depth`).', choices=('points', 'depth')),
     P('depth_registered', True, 'input_mode=depth: the depth image is already registered to the RGB camera '
@@ -176,6 +186,8 @@ def check_value(spec: ParamSpec, value: Any) -> str | None:
             return f'{spec.name} must be a string, got {value!r}'
         if spec.choices and value not in spec.choices and not (spec.allow_empty_choice and value == ''):
             return f'{spec.name}={value!r} is not one of {", ".join(spec.choices)}'
+    elif kind == 'string[]':
+        return _check_names(spec.name, value)
     else:
         if not isinstance(value, (list, tuple)) or not all(
                 isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
@@ -185,9 +197,40 @@ def check_value(spec: ParamSpec, value: Any) -> str | None:
     return None
 
 
+def _check_names(name: str, value: Any) -> str | None:
+    """Camera names become topic names (``<name>/image``, ``~/<name>/depth``) and parameter names
+    (``camera.<name>.*``): one ROS name token each, no duplicates."""
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        return f'{name} must be a list of names, got {value!r}'
+    for item in value:
+        if not CAMERA_NAME.fullmatch(item):
+            return (f'{name}: {item!r} is not a usable camera name (letters, digits and _, not starting with a '
+                    'digit)')
+    if len(set(value)) != len(value):
+        return f'{name} names a camera twice: {list(value)}'
+    return None
+
+
+CAMERA_NAME = re.compile(r'[A-Za-z_][A-Za-z0-9_]*')
+# Node-wide parameters a camera of ``cameras`` may override as ``camera.<name>.<key>``.
+CAMERA_KEYS = ('image_transport', 'image_rectified', 'extrinsics.translation', 'extrinsics.rotation',
+               'extrinsics.matrix')
+
+
+def camera_parameter(name: str) -> tuple[str, ParamSpec] | None:
+    """``camera.<camera>.<key>`` -> (camera, the node-wide spec renamed to it); None for any other name."""
+    head, _, rest = name.partition('.')
+    camera, _, key = rest.partition('.')
+    if head != 'camera' or key not in CAMERA_KEYS or not CAMERA_NAME.fullmatch(camera):
+        return None
+    return camera, replace(PARAMETERS_BY_NAME[key], name=name)
+
+
 def check_runtime_change(name: str, value: Any) -> str | None:
     """Why a change of ``name`` to ``value`` at run time is refused (None = accepted)."""
     spec = PARAMETERS_BY_NAME.get(name)
+    if spec is None and camera_parameter(name) is not None:
+        return f'{name} is read-only at run time (restart the node to change it)'
     if spec is None:
         return None  # not ours (use_sim_time, qos overrides, ...): let rclpy handle it
     if not spec.runtime:
@@ -222,6 +265,8 @@ def load_params_file(path: str | Path) -> dict[str, Any]:
 
 def _check_named_value(name: str, value: Any, where: str) -> None:
     spec = PARAMETERS_BY_NAME.get(name)
+    if spec is None and (per_camera := camera_parameter(name)) is not None:
+        spec = per_camera[1]
     if spec is None:
         if name in ('use_sim_time',) or name.startswith('qos_overrides.'):
             return
@@ -320,6 +365,7 @@ def markdown_table() -> str:
     """The README's parameter table (kept in sync by a test)."""
     lines = ['| parameter | default | run time | description |', '|---|---|---|---|']
     for spec in PARAMETERS:
-        default = spec.default if not isinstance(spec.default, str) else f'"{spec.default}"'
+        default = spec.default if not isinstance(spec.default, (str, tuple)) else (
+            f'"{spec.default}"' if isinstance(spec.default, str) else list(spec.default))
         lines.append(f'| `{spec.name}` | `{default}` | {"yes" if spec.runtime else "no"} | {spec.description} |')
     return '\n'.join(lines)
