@@ -4,6 +4,12 @@
     ros2 launch depth_completion_ros depth_completion.launch.py bag:=/path/to/bag config:=kitti_hdl64
     ros2 launch depth_completion_ros depth_completion.launch.py image:=/cam/image_raw points:=/velodyne_points
     ros2 launch depth_completion_ros depth_completion.launch.py rviz:=false     # headless robot
+    ros2 launch depth_completion_ros depth_completion.launch.py cameras:=left,right points:=/velodyne_points
+    ros2 launch depth_completion_ros depth_completion.launch.py lifecycle:=true  # managed: configure/activate it
+
+`cameras:=a,b` runs one node for several cameras around the one cloud: camera `a` reads `/a/image_raw` and
+`/a/camera_info` (`camera_image:=`/`camera_camera_info:=` patterns, `{camera}` = the name) and publishes
+`/depth_completion/a/depth`, ... . A bag from `make-bag --cameras N` brings its camera list in its parameter file.
 
 Bags made with `depth-completion make-bag` carry their extrinsics in <bag>/depth_completion_params.yaml; that file
 is added automatically when it exists (TF from /tf_static is used too when tf2_ros is installed).
@@ -14,6 +20,7 @@ starts only when the node prints its `ready:` line (an event handler on the node
 """
 import os
 
+import yaml
 from launch.actions import DeclareLaunchArgument, ExecuteProcess, OpaqueFunction, RegisterEventHandler, TimerAction
 from launch.conditions import IfCondition
 from launch.event_handlers import OnProcessIO
@@ -43,12 +50,25 @@ def _nodes(context, *args, **kwargs):
     publish_debug = (LaunchConfiguration('publish_debug').perform(context)
                      or LaunchConfiguration('rviz').perform(context))
     overrides['publish_debug'] = publish_debug.lower() == 'true'  # default: on exactly when RViz shows them
+    remappings = [(topic, LaunchConfiguration(argument).perform(context)) for topic, argument in (
+        ('image', 'image'), ('camera_info', 'camera_info'), ('points', 'points'), ('depth', 'depth'),
+        ('depth/camera_info', 'depth_camera_info'))]
+    cameras = [name.strip() for name in LaunchConfiguration('cameras').perform(context).split(',') if name.strip()]
+    if not cameras and bag_params and os.path.isfile(bag_params):  # a multi-camera bag names its cameras
+        with open(bag_params) as handle:
+            cameras = list(yaml.safe_load(handle)['/**']['ros__parameters'].get('cameras', []))
+    if cameras:
+        overrides['cameras'] = cameras
+        image_pattern = LaunchConfiguration('camera_image').perform(context)
+        info_pattern = LaunchConfiguration('camera_camera_info').perform(context)
+        for name in cameras:
+            remappings += [(f'{name}/image', image_pattern.format(camera=name)),
+                           (f'{name}/camera_info', info_pattern.format(camera=name))]
+    lifecycle = LaunchConfiguration('lifecycle').perform(context).lower() == 'true'
     node = Node(
         package=PACKAGE, executable='depth_completion_node', name='depth_completion', output='screen',
-        parameters=[*params_files, overrides],
-        remappings=[(topic, LaunchConfiguration(argument).perform(context)) for topic, argument in (
-            ('image', 'image'), ('camera_info', 'camera_info'), ('points', 'points'), ('depth', 'depth'),
-            ('depth/camera_info', 'depth_camera_info'))],
+        arguments=['--lifecycle'] if lifecycle else [], parameters=[*params_files, overrides],
+        remappings=remappings,
     )
     actions = [node]
     if bag:
@@ -64,8 +84,9 @@ def _nodes(context, *args, **kwargs):
             started = []
 
             def start_when_ready(event):
-                # the node logs "ready: ..." once its subscriptions exist; start the bag once, then
-                if b'ready:' in event.text and not started:
+                # the node logs "ready: ..." once its subscriptions exist ("active:" for the lifecycle node);
+                # start the bag once, then
+                if (b'ready:' in event.text or b'active:' in event.text) and not started:
                     started.append(True)
                     return [play]
                 return None
@@ -106,6 +127,15 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument('points', default_value='/lidar/points'),
         DeclareLaunchArgument('depth', default_value='/camera/depth/image_raw'),
         DeclareLaunchArgument('depth_camera_info', default_value='/camera/depth/camera_info'),
+        DeclareLaunchArgument('cameras', default_value='',
+                              description='several cameras around the one cloud, comma-separated (left,right); '
+                                          'default: one camera on image/camera_info (or the bag\'s cameras)'),
+        DeclareLaunchArgument('camera_image', default_value='/{camera}/image_raw',
+                              description='with cameras: each camera\'s image topic, {camera} = its name'),
+        DeclareLaunchArgument('camera_camera_info', default_value='/{camera}/camera_info',
+                              description='with cameras: each camera\'s camera_info topic, {camera} = its name'),
+        DeclareLaunchArgument('lifecycle', default_value='false',
+                              description='true: the managed node (unconfigured until configure/activate)'),
     ]
     return LaunchDescription([*arguments, OpaqueFunction(function=_nodes)])
 

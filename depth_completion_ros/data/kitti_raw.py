@@ -43,8 +43,12 @@ class KittiRawDrive:
     """All frames with both an image and a scan, in every drive found under ``root``; ``frames`` selects by
     frame number (e.g. ``FrameSelection.parse('0-35')``)."""
 
-    def __init__(self, root: str | Path, frames: FrameSelection | None = None) -> None:
+    def __init__(self, root: str | Path, frames: FrameSelection | None = None, camera: str = '02') -> None:
+        """``camera``: the colour camera, '02' (left, the default) or '03' (right, 0.54 m beside it)."""
+        if camera not in ('02', '03'):
+            raise DataError(f'kitti-raw: camera {camera!r} is not a colour camera (02 or 03)')
         self.root = Path(root)
+        self.camera = camera
         if not self.root.is_dir():
             raise DataError(f'kitti-raw: {root} is not a folder; pass the drive folder or its date folder')
         drives = find_drives(self.root)
@@ -55,9 +59,18 @@ class KittiRawDrive:
         self.items: list[tuple[Path, Path, int, str]] = []     # image, scan, frame number, drive name
         self.calib: dict[str, tuple[RigidTransform, np.ndarray]] = {}
         for drive in drives:
-            T_cam_velo, K = kitti_velo_to_cam(read_raw_calib(*(_calib_dir(drive) / n for n in CALIB_FILES)))
+            calib = read_raw_calib(*(_calib_dir(drive) / n for n in CALIB_FILES))
+            if camera == '03' and 'P_rect_03' not in calib:
+                raise DataError(f'{_calib_dir(drive)}: calib_cam_to_cam.txt has no P_rect_03 (camera 3)')
+            if camera == '03':  # the same chain with camera 3's rectified projection (its baseline in P_rect_03)
+                calib['P_rect_02'] = calib['P_rect_03']
+            T_cam_velo, K = kitti_velo_to_cam(calib)
             self.calib[drive.name] = (T_cam_velo, K)
-            for image in sorted((drive / 'image_02' / 'data').glob('*.png')):
+            images = drive / f'image_{camera}' / 'data'
+            if not images.is_dir():
+                raise DataError(f'kitti-raw: {drive} has no image_{camera}/data (download the drive with both '
+                                'colour cameras)')
+            for image in sorted(images.glob('*.png')):
                 scan = drive / 'velodyne_points' / 'data' / f'{image.stem}.bin'
                 number = frame_number(image.stem, len(self.items))
                 if scan.is_file() and number in selection:
@@ -79,7 +92,8 @@ class KittiRawDrive:
         points = read_velodyne(scan_path)
         T_cam_velo, K = self.calib[drive]
         height, width = rgb.shape[:2]
-        camera = CameraModel(width=width, height=height, K=K, P=np.hstack([K, np.zeros((3, 1))]), frame_id='camera_2')
+        camera = CameraModel(width=width, height=height, K=K, P=np.hstack([K, np.zeros((3, 1))]),
+                             frame_id=f'camera_{int(self.camera)}')
         sparse = project_points(T_cam_velo.apply(points[:, :3]), camera)
         name = f'{drive}/{image_path.stem}' if self.multiple_drives else image_path.stem
         return Sample(rgb=rgb, sparse=sparse.astype(np.float32), gt=None, camera=camera, name=name,

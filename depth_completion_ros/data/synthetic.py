@@ -427,8 +427,23 @@ def _render_street(scene: _Scene, seed: int, cam_pos: np.ndarray, yaw: float, pi
                    style: dict) -> SyntheticFrame:
     rng = np.random.default_rng([seed, 1, int(cam_pos[1] * 1000)])
     fx, fy, cx, cy = intrinsics
-    K = np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]])
     r_world_cam = _rotation(yaw, pitch, roll)
+    rgb, gt, camera = _camera_view(scene, seed, cam_pos, r_world_cam, intrinsics, width, height, style, rng)
+    lidar_origin = cam_pos + _yaw(yaw) @ LIDAR_OFFSET_M
+    half_fov = float(np.rad2deg(np.arctan(max(cx, width - cx) / fx))) + 8.0
+    points = _lidar_scan(scene, lidar_origin.astype(np.float32), yaw, rng, seed, half_fov)
+    T_cam_lidar = _camera_from_lidar(r_world_cam, cam_pos, yaw, lidar_origin)
+    sparse = project_points(T_cam_lidar.apply(points[:, :3].astype(np.float64)), camera, min_range=0.1)
+    return SyntheticFrame(rgb=rgb, gt_depth=gt, sparse=sparse.astype(np.float32), camera=camera, points=points,
+                          T_cam_lidar=T_cam_lidar, kind='street')
+
+
+def _camera_view(scene: _Scene, seed: int, cam_pos: np.ndarray, r_world_cam: np.ndarray,
+                 intrinsics: tuple[float, float, float, float], width: int, height: int, style: dict,
+                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, CameraModel]:
+    """(rgb, ground-truth depth, camera model) of one camera at ``cam_pos`` looking along ``r_world_cam``."""
+    fx, fy, cx, cy = intrinsics
+    K = np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]])
     dirs = _camera_rays(K, width, height, r_world_cam)
     t, prim, normal = _cast(scene, cam_pos, dirs)
     dirs = dirs.reshape(-1, 3)
@@ -437,19 +452,60 @@ def _render_street(scene: _Scene, seed: int, cam_pos: np.ndarray, yaw: float, pi
                           style['sky_bottom'], style['haze_m'])
     rgb = _to_uint8(colour, style['exposure'], 2.0, rng, (height, width))
     gt = np.where(np.isfinite(t) & (t < 300.0), t, 0.0).astype(np.float32).reshape(height, width)
+    return rgb, gt, CameraModel.from_intrinsics(fx, fy, cx, cy, width, height, frame_id='camera')
 
-    lidar_origin = cam_pos + _yaw(yaw) @ LIDAR_OFFSET_M
-    half_fov = float(np.rad2deg(np.arctan(max(cx, width - cx) / fx))) + 8.0
-    points = _lidar_scan(scene, lidar_origin.astype(np.float32), yaw, rng, seed, half_fov)
-    # LiDAR -> camera: the LiDAR frame is yawed with the vehicle only; the camera also has pitch and roll.
+
+def _camera_from_lidar(r_world_cam: np.ndarray, cam_pos: np.ndarray, yaw: float,
+                       lidar_origin: np.ndarray) -> RigidTransform:
+    """LiDAR -> camera: the LiDAR frame is yawed with the vehicle only; the camera also has pitch and roll."""
     r_world_lidar = _yaw(yaw) @ _R_WORLD_OPTICAL @ _R_OPTICAL_LIDAR
-    r_cam_lidar = r_world_cam.T @ r_world_lidar
-    t_cam_lidar = r_world_cam.T @ (lidar_origin - cam_pos)
-    T_cam_lidar = RigidTransform(rotation=r_cam_lidar, translation=t_cam_lidar)
-    camera = CameraModel.from_intrinsics(fx, fy, cx, cy, width, height, frame_id='camera')
-    sparse = project_points(T_cam_lidar.apply(points[:, :3].astype(np.float64)), camera, min_range=0.1)
-    return SyntheticFrame(rgb=rgb, gt_depth=gt, sparse=sparse.astype(np.float32), camera=camera, points=points,
-                          T_cam_lidar=T_cam_lidar, kind='street')
+    return RigidTransform(rotation=r_world_cam.T @ r_world_lidar, translation=r_world_cam.T @ (lidar_origin - cam_pos))
+
+
+# A car's camera rig around the roof LiDAR for street_rig_sequence: (offset to the right of the first camera in m,
+# yaw in rad, focal length scale). cam1 is a narrower stereo partner 0.54 m to the right (KITTI's baseline),
+# cam2/cam3 look 40 degrees to either side with a wider lens.
+RIG_CAMERAS = ((0.0, 0.0, 1.0), (0.54, 0.0, 1.25), (-0.3, np.deg2rad(40.0), 0.8), (0.3, -np.deg2rad(40.0), 0.8))
+
+
+def street_rig_sequence(seed: int, n_frames: int, n_cameras: int = 2, width: int = 1242, height: int = 375,
+                        rate_hz: float = 10.0, speed_mps: float = 8.0) -> Iterator[list[SyntheticFrame]]:
+    """Consecutive frames of one drive seen by ``n_cameras`` cameras of :data:`RIG_CAMERAS` (own intrinsics and
+    extrinsics) around one LiDAR: per frame one list, the same scan (``points``) in every entry."""
+    if not 1 <= n_cameras <= len(RIG_CAMERAS):
+        raise ValueError(f'the synthetic rig has 1 to {len(RIG_CAMERAS)} cameras, not {n_cameras}')
+    rng = np.random.default_rng([seed, 0])
+    length = n_frames * speed_mps / rate_hz
+    scene = _street_scene(rng, -15.0, length + 110.0)
+    x = float(rng.uniform(-0.3, 0.3)) * scene.road_half_width
+    style = _street_style(rng)
+    fx, fy, cx, cy = _street_intrinsics(width, height)
+    rig = RIG_CAMERAS[:n_cameras]
+    # The scan covers every camera's view: the widest half field of view plus its yaw.
+    half_fov = max(float(np.rad2deg(np.arctan(max(cx, width - cx) / (fx * scale)) + abs(yaw)))
+                   for _offset, yaw, scale in rig) + 8.0
+    for i in range(n_frames):
+        base = np.array([x, i * speed_mps / rate_hz, 1.65], np.float32)
+        frame_rng = np.random.default_rng([seed, 1, int(base[1] * 1000)])
+        # A rigid rig, no suspension bounce: one static transform per camera holds for the whole drive (a bounce
+        # pitches each camera about its own axis, which no single LiDAR motion can stand for in a bag).
+        pitch = -0.01
+        lidar_origin = base + LIDAR_OFFSET_M
+        views = []
+        for offset, yaw, scale in rig:
+            cam_pos = (base + np.array([offset, 0.0, 0.0])).astype(np.float32)
+            r_world_cam = _rotation(yaw, pitch, 0.0)
+            intrinsics = (fx * scale, fy * scale, cx, cy)
+            rgb, gt, camera = _camera_view(scene, seed, cam_pos, r_world_cam, intrinsics, width, height, style,
+                                           frame_rng)
+            views.append((rgb, gt, camera, _camera_from_lidar(r_world_cam, cam_pos, 0.0, lidar_origin)))
+        points = _lidar_scan(scene, lidar_origin.astype(np.float32), 0.0, frame_rng, seed, min(half_fov, 180.0))
+        frames = []
+        for rgb, gt, camera, T_cam_lidar in views:
+            sparse = project_points(T_cam_lidar.apply(points[:, :3].astype(np.float64)), camera, min_range=0.1)
+            frames.append(SyntheticFrame(rgb=rgb, gt_depth=gt, sparse=sparse.astype(np.float32), camera=camera,
+                                         points=points, T_cam_lidar=T_cam_lidar, kind='street'))
+        yield frames
 
 
 def _street_style(rng: np.random.Generator) -> dict:

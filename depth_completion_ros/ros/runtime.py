@@ -137,6 +137,12 @@ DEBUG_TYPES = {
 DIAGNOSTICS_TYPES = {'/diagnostics': 'diagnostic_msgs/msg/DiagnosticArray'}
 
 
+def camera_output_types(types: dict[str, str], camera: str) -> dict[str, str]:
+    """``types`` (the single camera's outputs) as camera ``camera``'s of a multi-camera node
+    (``/depth_completion/depth`` -> ``/depth_completion/<camera>/depth``)."""
+    return {f'{OUTPUT_NS}/{camera}/{topic.removeprefix(OUTPUT_NS + "/")}': kind for topic, kind in types.items()}
+
+
 class GraphError(RuntimeError):
     """A process of the graph failed to start or to finish; the message carries the end of its log."""
 
@@ -211,7 +217,8 @@ def run_graph(bag: str | Path, out_bag: str | Path, workdir: str | Path, *,
               input_topics: dict[str, str] | None = None, record_topics: dict[str, str] | None = None,
               rate: float = 1.0, play_qos: str = 'reliable', loops: int = 1, paced: bool = False,
               startup_timeout_s: float = 90.0, play_timeout_s: float = 300.0, idle_timeout_s: float = 4.0,
-              on_progress: Callable[[str, int], None] | None = None) -> dict:
+              on_progress: Callable[[str, int], None] | None = None, pace_input: str = 'image',
+              progress_topic: str = f'{OUTPUT_NS}/depth') -> dict:
     """Start the node, a recorder of its outputs and a player of ``bag``; wait until the outputs stop coming;
     shut everything down with SIGINT. Returns logs, the node's final stats and the reports of player/recorder.
 
@@ -219,6 +226,8 @@ def run_graph(bag: str | Path, out_bag: str | Path, workdir: str | Path, *,
     ``image_transport: compressed`` (or ``depth_transport: compressedDepth``) in ``params`` the node listens on
     ``<image>/compressed`` (``<depth>/compressedDepth``), image_transport's names, so those are played.
     ``on_progress(stage, outputs_so_far)`` is called while it runs (stage: starting node, playing, ...).
+    ``pace_input`` / ``progress_topic``: the input whose images are counted and paced on, and the output that
+    answers each (a multi-camera node: ``cam0/image`` and ``/depth_completion/cam0/depth``).
     A process that fails raises :class:`GraphError` with its first error line; Ctrl-C stops everything in
     order and raises :class:`GraphInterrupted` carrying the partial result (the output bag is closed).
     """
@@ -231,7 +240,8 @@ def run_graph(bag: str | Path, out_bag: str | Path, workdir: str | Path, *,
     record = record_topics or {**OUTPUT_TYPES, **DIAGNOSTICS_TYPES}
     suffixes = {'image': '/compressed' if (params or {}).get('image_transport') == 'compressed' else '',
                 'depth': '/compressedDepth' if (params or {}).get('depth_transport') == 'compressedDepth' else ''}
-    played_topics = {name: topic + suffixes.get(name, '') for name, topic in inputs.items()}
+    # 'image' or a camera's '<camera>/image': image_transport's suffix hangs below each
+    played_topics = {name: topic + suffixes.get(name.rsplit('/', 1)[-1], '') for name, topic in inputs.items()}
     processes: list[RosProcess] = []
     report_path = workdir / 'play_report.json'
     node = recorder = player = None
@@ -254,7 +264,7 @@ def run_graph(bag: str | Path, out_bag: str | Path, workdir: str | Path, *,
         recorder = RosProcess('recorder', module_args(
             'depth_completion_ros.cli', 'record', *[f'{t}:{m}' for t, m in record.items()], '--out', str(out_bag),
             '--qos', 'reliable', '--wait-for-publishers', '--discovery-timeout', '15',
-            '--progress', f'{OUTPUT_NS}/depth'), workdir / 'recorder.log')
+            '--progress', progress_topic), workdir / 'recorder.log')
         processes.append(recorder)
         if not recorder.wait_for_output('READY', 30.0):
             raise _failure(recorder, 'did not start')
@@ -262,7 +272,7 @@ def run_graph(bag: str | Path, out_bag: str | Path, workdir: str | Path, *,
                        '--wait-topics', *played_topics.values(), '--topics', *played_topics.values(),
                        '--report', str(report_path)]
         if paced:
-            player_args += ['--pace-topic', f'{OUTPUT_NS}/depth', '--pace-on', played_topics['image'],
+            player_args += ['--pace-topic', progress_topic, '--pace-on', played_topics[pace_input],
                             '--pace-timeout', '60']
         if loops > 1:
             player_args += ['--loop', '--loops', str(loops)]
@@ -279,7 +289,7 @@ def run_graph(bag: str | Path, out_bag: str | Path, workdir: str | Path, *,
         if player.returncode != 0:
             raise _failure(player, 'failed')
         # wait until an output arrived for every image played, or no output came for idle_timeout_s
-        played = _read_json(report_path).get('published', {}).get(played_topics['image'], 0)
+        played = _read_json(report_path).get('published', {}).get(played_topics[pace_input], 0)
         last_count, last_change = -1, time.monotonic()
         while time.monotonic() - last_change < idle_timeout_s:
             count = outputs()

@@ -62,19 +62,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='LRRU weights, a .safetensors path or shipped name (default: the config\'s, else the '
                              'shipped weights of the variant)')
     parser.add_argument('--cache', default=None, help='where the synthetic sample bag is kept')
+    parser.add_argument('--cameras', type=int, default=None,
+                        help='synthetic sample: 2-4 cameras around its LiDAR (one node completes them all; '
+                             'summary and previews per camera). A multi-camera --bag (make-bag --cameras) runs '
+                             'all its cameras without this option')
 
 
-def sample_bag(cache: Path, frames: int) -> Path:
+def sample_bag(cache: Path, frames: int, cameras: int = 1) -> Path:
     from depth_completion_ros.tools.make_bag import make_bag
 
-    bag = cache / f'synthetic_street_1242x375_{frames}f'
+    rig = f'_rig{cameras}' if cameras > 1 else ''
+    bag = cache / f'synthetic_street{rig}_1242x375_{frames}f'
     if not (bag / 'metadata.yaml').is_file():
         partial = bag.with_name(bag.name + '.partial')  # renamed when complete: Ctrl-C never leaves a short sample
         shutil.rmtree(bag, ignore_errors=True)
         shutil.rmtree(partial, ignore_errors=True)
         cache.mkdir(parents=True, exist_ok=True)
-        print(f'demo: generating the synthetic sample bag ({frames} frames at 10 Hz) in {bag} ...', flush=True)
-        make_bag('synthetic', partial, frames=frames)
+        what = f', {cameras} cameras' if cameras > 1 else ''
+        print(f'demo: generating the synthetic sample bag ({frames} frames at 10 Hz{what}) in {bag} ...', flush=True)
+        make_bag('synthetic', partial, frames=frames, cameras=cameras)
         partial.rename(bag)
     return bag
 
@@ -119,15 +125,15 @@ def _cloud_arrays(msg: Any) -> tuple[np.ndarray, np.ndarray | None]:
 
 
 def analyse(bag: Path, out_bag: Path, out: Path, image_topic: str, gt_topic: str, network_used: bool,
-            max_depth: float = 100.0, weights_name: str = '') -> dict:
+            max_depth: float = 100.0, weights_name: str = '', ns: str = '/depth_completion') -> dict:
     """Previews, PLY and metrics (ground truth up to ``max_depth``, the node's range) from the bags. The
     previews share one colour scale fitted to the run's depths (at most ``max_depth``) and name the prefill
-    the node reported running."""
+    the node reported running. ``ns``: where the node's outputs are (``/depth_completion/<camera>`` for one
+    camera of a multi-camera node)."""
     from depth_completion_ros.core.conversions import image_to_numpy, image_to_rgb
     from depth_completion_ros.core.metrics import MetricAccumulator
     from depth_completion_ros.core.visualize import completion_preview, display_max_depth, save_png
 
-    ns = '/depth_completion'
     outputs: dict[str, dict[int, Any]] = {'depth': {}, 'sparse': {}, 'prefill': {}, 'points': {},
                                           'confidence': {}}
     latencies: list[float] = []
@@ -291,7 +297,8 @@ def check_inputs(bag: Path, inputs: dict[str, str], config: Path | None = None) 
     if missing:
         options = {'image': '--image-topic', 'camera_info': '--camera-info-topic', 'points': '--points-topic',
                    'depth': '--depth-topic'}
-        fix = ', '.join(options[name] for name, topic in inputs.items() if topic in missing)
+        fix = ', '.join(sorted({options.get(name.rsplit('/', 1)[-1], '--bag') for name, topic in inputs.items()
+                                if topic in missing}))
         raise CliError(f'topics not in the bag: {missing} (the bag has {sorted(available)}); name the bag\'s '
                        f'topics with {fix}')
 
@@ -338,14 +345,38 @@ def build_summary(result: dict, analysis: dict, bag: Path, out: Path, args: argp
     return summary
 
 
+def per_camera_summary(summary: dict, result: dict, analyses: dict[str, dict], inputs: dict[str, str],
+                       out: Path) -> dict:
+    """A multi-camera run: ``cameras: {name: {frames_in, frames_out, dropped, latency_ms_p50, ...}}``, the
+    frame counts summed over the cameras; the other top-level values (metrics, stages) are the first camera's."""
+    published = result.get('play_report', {}).get('published', {})
+    node_cameras = result.get('node_stats', {}).get('cameras', {})
+    cameras: dict[str, dict] = {}
+    for name, analysis in analyses.items():
+        frames_in = int(published.get(inputs[f'{name}/image'], 0))
+        cameras[name] = {
+            'frames_in': frames_in, 'frames_out': analysis['frames_out'],
+            'dropped': frames_in - analysis['frames_out'], 'latency_ms_p50': analysis['latency_ms_p50'],
+            'latency_ms_p95': analysis['latency_ms_p95'], 'rmse_mm': analysis['rmse_mm'],
+            'output_coverage': analysis['output_coverage'], 'node_dropped': node_cameras.get(name, {}).get('dropped'),
+            'previews': str(out / 'cameras' / name / 'previews'),
+        }
+    totals = {key: sum(camera[key] for camera in cameras.values()) for key in ('frames_in', 'frames_out', 'dropped')}
+    first = next(iter(cameras))
+    ply = out / 'cameras' / first / 'cloud.ply'
+    return {**summary, **totals, 'cameras': cameras, 'previews': str(out / 'cameras'),
+            'ply': str(ply) if analyses[first]['ply_points'] else None}
+
+
 def write_outputs(out: Path, summary: dict) -> None:
     """summary.json, the summary on stdout (not after a failure: the error line matters then) and what went where."""
     if not (out / 'summary.json').is_file():
         (out / 'summary.json').write_text(json.dumps(summary, indent=2))
     if 'error' not in summary:
         print(json.dumps(summary, indent=2))
-    print_written([('summary', out / 'summary.json'), ('previews', out / 'previews'),
-                   ('point cloud', out / 'cloud.ply'), ('output bag', out / 'output_bag'), ('logs', out / 'logs')],
+    print_written([('summary', out / 'summary.json'), ('previews', summary.get('previews', out / 'previews')),
+                   ('point cloud', summary.get('ply') or out / 'cloud.ply'), ('output bag', out / 'output_bag'),
+                   ('logs', out / 'logs')],
                   title=f'demo: written under {out}')
 
 
@@ -357,13 +388,19 @@ def main(args: argparse.Namespace) -> int:
     out = Path(args.out)
     check_output_dir(out, 'demo', args.overwrite)  # before the sample bag or any process starts
     config = find_config(args.config or 'generic')
+    if args.cameras is not None and not 1 <= args.cameras <= 4:
+        raise CliError(f'--cameras {args.cameras}: the synthetic sample has 1 to 4 cameras')
     if args.bag:
         bag = Path(args.bag)
         if not (bag / 'metadata.yaml').is_file():
             raise CliError(f'not a rosbag2 folder (no metadata.yaml): {bag} (give the bag\'s folder)')
     else:
         bag = sample_bag(Path(args.cache or os.environ.get('XDG_CACHE_HOME', Path.home() / '.cache'))
-                         / 'depth_completion_ros', args.frames)
+                         / 'depth_completion_ros', args.frames, args.cameras or 1)
+    cameras = bag_cameras(bag)
+    if args.cameras is not None and args.cameras > 1 and len(cameras) != args.cameras:
+        raise CliError(f'--cameras {args.cameras}: {bag} has {len(cameras) or "one"} camera(s) '
+                       f'{cameras or ""} (make-bag --cameras N writes a multi-camera bag)')
     configure_local_ros()  # this process and every child: shared memory only, a private domain
     from depth_completion_ros.ros.shm_hygiene import clean_shm
 
@@ -390,16 +427,25 @@ def main(args: argparse.Namespace) -> int:
     if (bag / bagio.PARAMS_FILE_NAME).is_file():
         params_files.append(bag / bagio.PARAMS_FILE_NAME)
     inputs = {'image': args.image_topic, 'camera_info': args.camera_info_topic}
-    played_image_topic = args.image_topic
+    if cameras:  # make-bag --cameras: /<camera>/image_raw and /<camera>/camera_info for each
+        if input_mode == 'depth':
+            raise CliError(f'{bag} is a multi-camera LiDAR bag: run it with a point-cloud config (generic, '
+                           'kitti_hdl64)')
+        inputs = {}
+        for name in cameras:
+            inputs[f'{name}/image'] = f'/{name}/image_raw'
+            inputs[f'{name}/camera_info'] = f'/{name}/camera_info'
+    image_input = f'{cameras[0]}/image' if cameras else 'image'
+    played_image_topic = inputs[image_input]
     bag_topics = bagio.bag_topics(bag)
-    if args.image_topic not in bag_topics and args.image_topic + '/compressed' in bag_topics:
+    if played_image_topic not in bag_topics and played_image_topic + '/compressed' in bag_topics:
         params['image_transport'] = 'compressed'  # a bag of CompressedImage (image_transport's topic name)
-        played_image_topic = args.image_topic + '/compressed'
+        played_image_topic += '/compressed'
     if input_mode == 'depth':
         inputs['depth'] = args.depth_topic or DEFAULT_DEPTH_TOPIC
     else:
         inputs['points'] = args.points_topic
-    check_inputs(bag, {**inputs, 'image': played_image_topic}, config)
+    check_inputs(bag, {**inputs, image_input: played_image_topic}, config)
     check_weights(variant, weights, prefill_only)
     if choice.weights == weights and not args.weights and not config_values.get('model.weights'):
         print(f'demo: {choice.describe()}', flush=True)
@@ -407,20 +453,30 @@ def main(args: argparse.Namespace) -> int:
     model = 'prefill only' if prefill_only else (Path(weights).stem if weights.endswith('.safetensors') else weights)
     with OutputDir(out, 'demo', args.overwrite) as output:
         return _run(output, bag, config_values, params, params_files, inputs, played_image_topic, bag_topics,
-                    prefill_only, model, args, started)
+                    prefill_only, model, args, started, cameras)
+
+
+def bag_cameras(bag: Path) -> list[str]:
+    """The cameras of a multi-camera bag (its parameter file's ``cameras``); [] for a one-camera bag."""
+    from depth_completion_ros.ros.params import load_params_file
+
+    path = bag / bagio.PARAMS_FILE_NAME
+    return [str(name) for name in load_params_file(path).get('cameras', [])] if path.is_file() else []
 
 
 def _run(output: OutputDir, bag: Path, config_values: dict, params: dict[str, object], params_files: list[Path],
          inputs: dict[str, str], played_image_topic: str, bag_topics: dict, prefill_only: bool, model: str,
-         args: argparse.Namespace, started: float) -> int:
+         args: argparse.Namespace, started: float, cameras: list[str]) -> int:
     """The graph and the analysis, written into ``output.work``; put in place when they end, also after a
     failure the graph reports or Ctrl-C (the summary then says so), never after a crash of this process."""
     from depth_completion_ros.ros.runtime import (
         DEBUG_TYPES,
         DIAGNOSTICS_TYPES,
+        OUTPUT_NS,
         OUTPUT_TYPES,
         GraphError,
         GraphInterrupted,
+        camera_output_types,
         run_graph,
     )
 
@@ -435,10 +491,16 @@ def _run(output: OutputDir, bag: Path, config_values: dict, params: dict[str, ob
     error: str | None = None
     interrupted = False
     try:
+        outputs = {**OUTPUT_TYPES, **DEBUG_TYPES}
+        if cameras:  # each camera's outputs; the first camera's paces the player
+            outputs = {topic: kind for name in cameras for topic, kind in camera_output_types(outputs, name).items()}
+            pace = {'pace_input': f'{cameras[0]}/image', 'progress_topic': f'{OUTPUT_NS}/{cameras[0]}/depth'}
+        else:
+            pace = {}
         result = run_graph(bag, work / 'output_bag', work / 'logs', params_files=params_files, params=params,
-                           input_topics=inputs, record_topics={**OUTPUT_TYPES, **DEBUG_TYPES, **DIAGNOSTICS_TYPES},
+                           input_topics=inputs, record_topics={**outputs, **DIAGNOSTICS_TYPES},
                            rate=args.rate or 1.0, paced=args.rate is None, play_timeout_s=900.0,
-                           idle_timeout_s=60.0, on_progress=on_progress)
+                           idle_timeout_s=60.0, on_progress=on_progress, **pace)
     except GraphInterrupted as exc:
         result, interrupted = exc.result, True
     except GraphError as exc:
@@ -446,13 +508,22 @@ def _run(output: OutputDir, bag: Path, config_values: dict, params: dict[str, ob
         result, error = {}, str(exc).replace(str(work), str(out))
     finally:
         bar.close()
+    max_range = float(config_values.get('max_range', 100.0))
     try:
-        analysis = analyse(bag, work / 'output_bag', work, played_image_topic, args.gt_topic, not prefill_only,
-                           float(config_values.get('max_range', 100.0)), model)
+        if cameras:  # previews, cloud and metrics per camera under cameras/<name>/
+            analyses = {name: analyse(bag, work / 'output_bag', work / 'cameras' / name, inputs[f'{name}/image'],
+                                      f'/{name}/depth_gt', not prefill_only, max_range, model,
+                                      ns=f'{OUTPUT_NS}/{name}') for name in cameras}
+            analysis = analyses[cameras[0]]
+        else:
+            analysis = analyse(bag, work / 'output_bag', work, played_image_topic, args.gt_topic, not prefill_only,
+                               max_range, model)
     except KeyboardInterrupt:  # a second Ctrl-C while previews are drawn: keep the ones drawn so far
         output.commit('interrupted')
         raise
     summary = build_summary(result, analysis, bag, out, args, started, played_image_topic)
+    if cameras:
+        summary = per_camera_summary(summary, result, analyses, inputs, out)
     if error:
         summary['error'] = error
     if interrupted:

@@ -81,6 +81,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--width', type=int, default=1242, help='synthetic image width')
     parser.add_argument('--height', type=int, default=375, help='synthetic image height')
     parser.add_argument('--seed', type=int, default=7, help='synthetic scene seed')
+    parser.add_argument('--cameras', type=int, default=1,
+                        help='cameras around the one LiDAR: synthetic 1-4 (cam0..cam3, own intrinsics and '
+                             'extrinsics), kitti-raw 2 (image_02 + image_03 where the drive has both); >1 writes '
+                             '/<camera>/image_raw, /<camera>/camera_info and the node\'s cameras parameter')
     parser.add_argument('--lidar-offset-ms', type=float, default=3.0,
                         help='LiDAR stamp offset from the camera stamp (exercises approximate sync)')
 
@@ -91,6 +95,35 @@ def synthetic_frames(n_frames: int, width: int, height: int, seed: int, rate_hz:
     for frame in street_sequence(seed, n_frames, width=width, height=height, rate_hz=rate_hz):
         assert frame.points is not None and frame.T_cam_lidar is not None
         yield BagFrame(frame.rgb, frame.camera, frame.points, frame.T_cam_lidar, frame.gt_depth)
+
+
+def synthetic_rig_frames(n_frames: int, n_cameras: int, width: int, height: int, seed: int,
+                         rate_hz: float) -> Iterator[list[BagFrame]]:
+    from depth_completion_ros.data.synthetic import street_rig_sequence
+
+    for views in street_rig_sequence(seed, n_frames, n_cameras, width=width, height=height, rate_hz=rate_hz):
+        yield [BagFrame(v.rgb, v.camera, v.points, v.T_cam_lidar, v.gt_depth) for v in views]
+
+
+def kitti_raw_rig_frames(spec: DataSpec, max_frames: int) -> Iterator[list[BagFrame]]:
+    """KITTI raw's two colour cameras (image_02, image_03) with the one scan of each frame."""
+    from depth_completion_ros.data.kitti_raw import KittiRawDrive
+    from depth_completion_ros.data.spec import FrameSelection
+
+    selection = FrameSelection.parse(spec.take('frames'))
+    spec.check_used()
+    path = spec.location
+    left, right = (KittiRawDrive(path, selection, camera) for camera in ('02', '03'))
+    numbers = set(right.frame_numbers())
+    pairs = [(i, right.frame_numbers().index(n)) for i, n in enumerate(left.frame_numbers()) if n in numbers]
+    if not pairs:
+        raise DataError(f'kitti-raw: no frame of {path} has both image_02 and image_03')
+    for i, j in pairs[:max_frames]:
+        views = [left[i], right[j]]
+        yield [BagFrame(s.rgb, s.camera, s.points, s.T_cam_points, s.gt) for s in views]
+
+
+RIG_KINDS = {'synthetic': 4, 'kitti-raw': 2}   # kinds with several cameras: the most they have
 
 
 def source_frames(source: Sequence[Sample], max_frames: int, depth_camera: bool) -> Iterator[BagFrame]:
@@ -112,24 +145,53 @@ def source_frames(source: Sequence[Sample], max_frames: int, depth_camera: bool)
             yield BagFrame(sample.rgb, sample.camera, points, RigidTransform.identity(), sample.gt)
 
 
-def _image_message(rgb: np.ndarray, encoding: str, stamp_ns: int) -> tuple[str, str, object]:
+@dataclass(frozen=True)
+class CameraTopics:
+    """Where one camera of a bag goes: the single camera keeps the /camera/... names; a named camera of a
+    multi-camera bag (``--cameras``) gets /<name>/image_raw, /<name>/camera_info, /<name>/depth_gt."""
+    name: str = ''
+
+    @property
+    def base(self) -> str:
+        return f'/{self.name}' if self.name else '/camera'
+
+    @property
+    def image(self) -> str:
+        return self.base + '/image_raw' if self.name else bagio.IMAGE_TOPIC
+
+    @property
+    def camera_info(self) -> str:
+        return self.base + '/camera_info' if self.name else bagio.CAMERA_INFO_TOPIC
+
+    @property
+    def gt_depth(self) -> str:
+        return self.base + '/depth_gt' if self.name else bagio.GT_DEPTH_TOPIC
+
+    @property
+    def frame_id(self) -> str:
+        return f'{self.name}_optical_frame' if self.name else CAMERA_FRAME
+
+
+def _image_message(rgb: np.ndarray, encoding: str, stamp_ns: int,
+                   topics: CameraTopics = CameraTopics()) -> tuple[str, str, object]:
     """(topic, type, message) of the camera image in ``encoding`` (rosbags classes)."""
     from depth_completion_ros.core.conversions import numpy_to_image
     from depth_completion_ros.core.image_decoding import COMPRESSED_FORMATS, encode_rgb
 
     stamp = (stamp_ns // 10**9, stamp_ns % 10**9)
     if encoding == 'rgb8':
-        return bagio.IMAGE_TOPIC, bagio.IMAGE_TYPE, numpy_to_image(
-            rgb, 'rgb8', msg_cls=bagio.bag_class(bagio.IMAGE_TYPE), frame_id=CAMERA_FRAME, stamp=stamp)
+        return topics.image, bagio.IMAGE_TYPE, numpy_to_image(
+            rgb, 'rgb8', msg_cls=bagio.bag_class(bagio.IMAGE_TYPE), frame_id=topics.frame_id, stamp=stamp)
     data = encode_rgb(rgb, encoding)
     if encoding in COMPRESSED_FORMATS:
         header = bagio.bag_class('std_msgs/msg/Header')(
-            stamp=bagio.bag_class('builtin_interfaces/msg/Time')(**bagio.stamp_of(stamp_ns)), frame_id=CAMERA_FRAME)
+            stamp=bagio.bag_class('builtin_interfaces/msg/Time')(**bagio.stamp_of(stamp_ns)),
+            frame_id=topics.frame_id)
         msg = bagio.bag_class(bagio.COMPRESSED_IMAGE_TYPE)(header=header, format=f'rgb8; {encoding} compressed bgr8',
                                                              data=data)
-        return bagio.IMAGE_TOPIC + '/compressed', bagio.COMPRESSED_IMAGE_TYPE, msg
-    return bagio.IMAGE_TOPIC, bagio.IMAGE_TYPE, numpy_to_image(
-        data, encoding, msg_cls=bagio.bag_class(bagio.IMAGE_TYPE), frame_id=CAMERA_FRAME, stamp=stamp)
+        return topics.image + '/compressed', bagio.COMPRESSED_IMAGE_TYPE, msg
+    return topics.image, bagio.IMAGE_TYPE, numpy_to_image(
+        data, encoding, msg_cls=bagio.bag_class(bagio.IMAGE_TYPE), frame_id=topics.frame_id, stamp=stamp)
 
 
 def _pointcloud(points: np.ndarray, stamp_ns: int) -> object:
@@ -146,7 +208,8 @@ def _pointcloud(points: np.ndarray, stamp_ns: int) -> object:
                      row_step=16 * int(data.shape[0]), data=data.reshape(-1).view(np.uint8), is_dense=True)
 
 
-def _tf_static(T_cam_lidar: RigidTransform, stamp_ns: int) -> object:
+def _tf_static(cameras: list[tuple[str, RigidTransform]], stamp_ns: int) -> object:
+    """/tf_static with camera <- lidar for every (camera frame, T_cam_lidar)."""
     tf_cls = bagio.bag_class(bagio.TF_TYPE)
     stamped_cls = bagio.bag_class('geometry_msgs/msg/TransformStamped')
     transform_cls = bagio.bag_class('geometry_msgs/msg/Transform')
@@ -154,66 +217,56 @@ def _tf_static(T_cam_lidar: RigidTransform, stamp_ns: int) -> object:
     quaternion_cls = bagio.bag_class('geometry_msgs/msg/Quaternion')
     header_cls = bagio.bag_class('std_msgs/msg/Header')
     time_cls = bagio.bag_class('builtin_interfaces/msg/Time')
-    t = T_cam_lidar.translation
-    q = T_cam_lidar.quaternion_xyzw
-    # TF convention: header.frame_id is the parent (camera), the transform maps child (lidar) points into it.
-    stamped = stamped_cls(header=header_cls(stamp=time_cls(**bagio.stamp_of(stamp_ns)), frame_id=CAMERA_FRAME),
-                          child_frame_id=LIDAR_FRAME,
-                          transform=transform_cls(translation=vector_cls(x=float(t[0]), y=float(t[1]), z=float(t[2])),
-                                                  rotation=quaternion_cls(x=float(q[0]), y=float(q[1]),
-                                                                          z=float(q[2]), w=float(q[3]))))
-    return tf_cls(transforms=[stamped])
+    transforms = []
+    for frame_id, T_cam_lidar in cameras:
+        t = T_cam_lidar.translation
+        q = T_cam_lidar.quaternion_xyzw
+        # TF convention: header.frame_id is the parent (camera), the transform maps child (lidar) points into it.
+        transforms.append(stamped_cls(
+            header=header_cls(stamp=time_cls(**bagio.stamp_of(stamp_ns)), frame_id=frame_id),
+            child_frame_id=LIDAR_FRAME,
+            transform=transform_cls(translation=vector_cls(x=float(t[0]), y=float(t[1]), z=float(t[2])),
+                                    rotation=quaternion_cls(x=float(q[0]), y=float(q[1]), z=float(q[2]),
+                                                            w=float(q[3])))))
+    return tf_cls(transforms=transforms)
 
 
-def write_bag(frames: Iterator[BagFrame], out: Path, rate_hz: float, lidar_offset_ms: float = 3.0,
-              source: str = '', expected_frames: int | None = None, image_encoding: str = 'rgb8') -> dict:
-    """Write the frames (a progress bar once the first one exists); returns a report (frames, topics, size)."""
-    from depth_completion_ros.core.conversions import metres_to_depth_image
+def write_bag(frames: Iterator[BagFrame] | Iterator[list[BagFrame]], out: Path, rate_hz: float,
+              lidar_offset_ms: float = 3.0, source: str = '', expected_frames: int | None = None,
+              image_encoding: str = 'rgb8', camera_names: Sequence[str] = ()) -> dict:
+    """Write the frames (a progress bar once the first one exists); returns a report (frames, topics, size).
+    With ``camera_names`` each item is a list of views, one per named camera, sharing one scan (the first
+    view's ``points``), and the bag is a multi-camera one (topics per camera, ``cameras`` in its parameters)."""
     from depth_completion_ros.tools.common import progress
 
-    image_cls = bagio.bag_class(bagio.IMAGE_TYPE)
-    info_cls = bagio.bag_class(bagio.CAMERA_INFO_TYPE)
+    topics = [CameraTopics(name) for name in camera_names] or [CameraTopics()]
     period_ns = int(round(1e9 / rate_hz))
-    T_reference: RigidTransform | None = None
+    T_references: list[RigidTransform] = []
     count = 0
     bar = None
     with bagio.BagWriter(out) as writer:
-        for index, frame in enumerate(frames):
+        for index, item in enumerate(frames):
+            views = item if isinstance(item, list) else [item]
             if bar is None:  # not before: a source error stays one clean line
                 bar = progress(total=expected_frames, desc='make-bag', unit='frame')
             stamp = BAG_START_NS + index * period_ns
             lidar_stamp = stamp + int(lidar_offset_ms * 1e6)
-            if T_reference is None and frame.T_cam_lidar is not None:
-                T_reference = frame.T_cam_lidar
-                writer.write(bagio.TF_STATIC_TOPIC, bagio.TF_TYPE, stamp, _tf_static(T_reference, stamp),
-                             latched=True)
+            if not T_references and all(view.T_cam_lidar is not None for view in views):
+                T_references = [view.T_cam_lidar for view in views if view.T_cam_lidar is not None]
+                writer.write(bagio.TF_STATIC_TOPIC, bagio.TF_TYPE, stamp, _tf_static(
+                    [(t.frame_id, T) for t, T in zip(topics, T_references, strict=True)], stamp), latched=True)
                 writer.set_metadata(bagio.EXTRINSICS_METADATA_KEY, bagio.extrinsics_metadata(
-                    T_reference.matrix, CAMERA_FRAME, LIDAR_FRAME))
-            camera = CameraModel(width=frame.camera.width, height=frame.camera.height, K=frame.camera.K,
-                                 P=frame.camera.P, D=frame.camera.D, distortion_model=frame.camera.distortion_model,
-                                 frame_id=CAMERA_FRAME)
-            # camera_info first, so a node has it when the image arrives
-            writer.write(bagio.CAMERA_INFO_TOPIC, bagio.CAMERA_INFO_TYPE, stamp,
-                         camera.to_camera_info(stamp=(stamp // 10**9, stamp % 10**9), msg_cls=info_cls))
-            image_topic, image_type, image_msg = _image_message(frame.rgb, image_encoding, stamp)
-            writer.write(image_topic, image_type, stamp, image_msg)
-            if frame.points is not None and frame.T_cam_lidar is not None and T_reference is not None:
-                points = np.asarray(frame.points, dtype=np.float32)
-                T_common = T_reference.inverse() @ frame.T_cam_lidar  # lidar_i -> lidar_0 (identity when rigid)
+                    T_references[0].matrix, topics[0].frame_id, LIDAR_FRAME))
+            for view, camera_topics in zip(views, topics, strict=True):
+                _write_view(writer, view, camera_topics, stamp, image_encoding)
+            first = views[0]
+            if first.points is not None and first.T_cam_lidar is not None and T_references:
+                points = np.asarray(first.points, dtype=np.float32)
+                T_common = T_references[0].inverse() @ first.T_cam_lidar  # lidar_i -> lidar_0 (identity when rigid)
                 if not np.allclose(T_common.matrix, np.eye(4), atol=1e-9):
                     points = points.copy()
                     points[:, :3] = T_common.apply(points[:, :3].astype(np.float64)).astype(np.float32)
                 writer.write(bagio.POINTS_TOPIC, bagio.POINTS_TYPE, lidar_stamp, _pointcloud(points, lidar_stamp))
-            if frame.depth is not None:  # a registered depth camera: same pixels and camera as the colour image
-                writer.write(bagio.DEPTH_CAMERA_INFO_TOPIC, bagio.CAMERA_INFO_TYPE, stamp,
-                             camera.to_camera_info(stamp=(stamp // 10**9, stamp % 10**9), msg_cls=info_cls))
-                writer.write(bagio.DEPTH_TOPIC, bagio.IMAGE_TYPE, stamp,
-                             metres_to_depth_image(frame.depth, '16UC1', msg_cls=image_cls, frame_id=CAMERA_FRAME,
-                                                   stamp=(stamp // 10**9, stamp % 10**9)))
-            if frame.gt_depth is not None:
-                writer.write(bagio.GT_DEPTH_TOPIC, bagio.IMAGE_TYPE, stamp,
-                             metres_to_depth_image(frame.gt_depth, '32FC1', msg_cls=image_cls, frame_id=CAMERA_FRAME,
-                                                   stamp=(stamp // 10**9, stamp % 10**9)))
             count += 1
             bar.update()
         if bar is not None:
@@ -222,23 +275,71 @@ def write_bag(frames: Iterator[BagFrame], out: Path, rate_hz: float, lidar_offse
             raise ValueError('no frames to write')
         writer.set_metadata('depth_completion.source', source)
         counts = dict(writer.counts)
-    if T_reference is not None:
-        bagio.write_extrinsics_params(out, T_reference.matrix)
+    if T_references and camera_names:
+        # The node's multi-camera parameters: every camera with its own matrix (the node-wide one: the first's).
+        extra: dict = {'cameras': list(camera_names)}
+        for name, T in zip(camera_names, T_references, strict=True):
+            extra[f'camera.{name}.extrinsics.matrix'] = [float(v) for v in T.matrix.reshape(-1)]
+        bagio.write_extrinsics_params(out, T_references[0].matrix, extra)
+    elif T_references:
+        bagio.write_extrinsics_params(out, T_references[0].matrix)
     size = sum(p.stat().st_size for p in out.rglob('*') if p.is_file())
     return {'bag': str(out), 'frames': count, 'topics': counts, 'size_bytes': size}
+
+
+def _write_view(writer: bagio.BagWriter, frame: BagFrame, topics: CameraTopics, stamp: int,
+                image_encoding: str) -> None:
+    """One camera's messages of one frame: camera_info, image, registered depth and ground truth if any."""
+    from depth_completion_ros.core.conversions import metres_to_depth_image
+
+    image_cls = bagio.bag_class(bagio.IMAGE_TYPE)
+    info_cls = bagio.bag_class(bagio.CAMERA_INFO_TYPE)
+    stamp_pair = (stamp // 10**9, stamp % 10**9)
+    camera = CameraModel(width=frame.camera.width, height=frame.camera.height, K=frame.camera.K,
+                         P=frame.camera.P, D=frame.camera.D, distortion_model=frame.camera.distortion_model,
+                         frame_id=topics.frame_id)
+    # camera_info first, so a node has it when the image arrives
+    writer.write(topics.camera_info, bagio.CAMERA_INFO_TYPE, stamp,
+                 camera.to_camera_info(stamp=stamp_pair, msg_cls=info_cls))
+    image_topic, image_type, image_msg = _image_message(frame.rgb, image_encoding, stamp, topics)
+    writer.write(image_topic, image_type, stamp, image_msg)
+    if frame.depth is not None:  # a registered depth camera: same pixels and camera as the colour image
+        writer.write(bagio.DEPTH_CAMERA_INFO_TOPIC, bagio.CAMERA_INFO_TYPE, stamp,
+                     camera.to_camera_info(stamp=stamp_pair, msg_cls=info_cls))
+        writer.write(bagio.DEPTH_TOPIC, bagio.IMAGE_TYPE, stamp,
+                     metres_to_depth_image(frame.depth, '16UC1', msg_cls=image_cls, frame_id=topics.frame_id,
+                                           stamp=stamp_pair))
+    if frame.gt_depth is not None:
+        writer.write(topics.gt_depth, bagio.IMAGE_TYPE, stamp,
+                     metres_to_depth_image(frame.gt_depth, '32FC1', msg_cls=image_cls, frame_id=topics.frame_id,
+                                           stamp=stamp_pair))
 
 
 def make_bag(source: str, out: str | Path, frames: int = 30, rate_hz: float = 10.0, width: int = 1242,
              height: int = 375, seed: int = 7, lidar_offset_ms: float = 3.0, image_encoding: str = 'rgb8',
              intrinsics: list[float] | None = None, depth_scale: float | None = None,
-             overwrite: bool = False) -> dict:
+             overwrite: bool = False, cameras: int = 1) -> dict:
     out = Path(out)
     check_output_dir(out, 'make-bag', overwrite)  # before the source is read
     if image_encoding not in IMAGE_ENCODINGS:
         raise ValueError(f'image encoding {image_encoding!r} is not one of {", ".join(IMAGE_ENCODINGS)}')
     spec = DataSpec.parse(source.replace('kitti:', 'kitti-object:', 1) if source.startswith('kitti:') else source,
                           MAKE_BAG_KINDS, MAKE_BAG_SYNTAX)
-    if spec.kind == 'synthetic':
+    names: list[str] = []
+    iterator: Iterator[BagFrame] | Iterator[list[BagFrame]]
+    if cameras != 1:
+        most = RIG_KINDS.get(spec.kind, 1)
+        if not 2 <= cameras <= most:
+            where = ', '.join(f'{kind} up to {n}' for kind, n in RIG_KINDS.items())
+            raise ValueError(f'--cameras {cameras}: {spec.kind} has {"one camera" if most == 1 else f"at most {most}"}'
+                             f' (several cameras: {where})')
+        if spec.kind == 'synthetic':
+            names = [f'cam{i}' for i in range(cameras)]
+            iterator = synthetic_rig_frames(frames, cameras, width, height, seed, rate_hz)
+        else:
+            names = ['image_02', 'image_03']
+            iterator = kitti_raw_rig_frames(spec, frames)
+    elif spec.kind == 'synthetic':
         if spec.location not in ('', 'street'):
             raise DataError(f'make-bag --from {source}: the synthetic bag is a street sequence; write synthetic')
         iterator = synthetic_frames(frames, width, height, seed, rate_hz)
@@ -254,7 +355,7 @@ def make_bag(source: str, out: str | Path, frames: int = 30, rate_hz: float = 10
     # partial bag and nothing that blocks the retry.
     with OutputDir(out, 'make-bag', overwrite, create=False) as output:
         report = write_bag(iterator, output.work, rate_hz, lidar_offset_ms, source, expected_frames=frames,
-                           image_encoding=image_encoding)
+                           image_encoding=image_encoding, camera_names=names)
         output.commit()
     return {**report, 'bag': str(output.final)}
 
@@ -264,7 +365,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         report = make_bag(args.source, args.out, args.frames, args.rate, args.width, args.height, args.seed,
                           args.lidar_offset_ms, args.image_encoding, args.intrinsics, args.depth_scale,
-                          args.overwrite)
+                          args.overwrite, args.cameras)
     except ValueError as exc:  # unknown source, no frames, bad intrinsics
         raise CliError(str(exc)) from None
     print(f'wrote {report["frames"]} frames to {report["bag"]} ({report["size_bytes"] / 1e6:.1f} MB, '
