@@ -104,7 +104,8 @@ class PreparedFrame:
     sensor_fov: Any
     info_fields: CameraInfoFields
     timings: dict[str, float]
-    start: float                     # time.perf_counter() when the worker took the frame
+    prepare_ms: float                # decoding and projecting (the frame's processing time excludes the wait
+                                     # for the other cameras of its round)
 
 
 class DepthCompletionCore:
@@ -533,7 +534,8 @@ class DepthCompletionCore:
                 sparse, timings['project'] = self.pipeline.sparse_from_depth(depth_m, depth_camera, model,
                                                                              T_cam_depth)
                 sensor_fov = self.pipeline.sensor_fov_from_depth_camera(depth_camera, T_cam_depth)
-        return PreparedFrame(camera, frame, rgb, sparse, model, sensor_fov, info_fields, timings, start_total)
+        return PreparedFrame(camera, frame, rgb, sparse, model, sensor_fov, info_fields, timings,
+                             elapsed_ms(start_total))
 
     def _decoded_cloud(self, msg: Any) -> Any:
         """The cloud's points, decoded once per scan however many cameras pair with it (worker thread only)."""
@@ -549,6 +551,7 @@ class DepthCompletionCore:
     def _complete_and_publish(self, item: PreparedFrame) -> None:
         assert self.pipeline is not None and item.camera.outputs is not None
         camera, timings = item.camera, item.timings
+        start = time.perf_counter()
         output = self.pipeline.complete(item.rgb, item.sparse, item.model, item.sensor_fov)
         timings.update(output.timings_ms)
         if self._stopping or not self._taking:
@@ -558,7 +561,7 @@ class DepthCompletionCore:
             output, image_msg.header, item.info_fields, self.values['output.encoding'],
             self.values['publish_debug'], self.settings.max_range)
         latency_ms = (time.monotonic() - item.frame.arrival) * 1000.0
-        processing_ms = elapsed_ms(item.start)
+        processing_ms = item.prepare_ms + elapsed_ms(start)
         camera.frame_done(latency_ms, processing_ms, timings)
         camera.outputs.publish_timings(image_msg.header.stamp, latency_ms, processing_ms, output, timings)
 

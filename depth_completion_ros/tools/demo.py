@@ -492,9 +492,10 @@ def _run(output: OutputDir, bag: Path, config_values: dict, params: dict[str, ob
     interrupted = False
     try:
         outputs = {**OUTPUT_TYPES, **DEBUG_TYPES}
-        if cameras:  # each camera's outputs; the first camera's paces the player
+        if cameras:  # each camera's outputs; the last camera's paces the player: the node completes a scan's
+            # frames in the camera order, so its output means the whole scan is done (none dropped, none cut off)
             outputs = {topic: kind for name in cameras for topic, kind in camera_output_types(outputs, name).items()}
-            pace = {'pace_input': f'{cameras[0]}/image', 'progress_topic': f'{OUTPUT_NS}/{cameras[0]}/depth'}
+            pace = {'pace_input': f'{cameras[-1]}/image', 'progress_topic': f'{OUTPUT_NS}/{cameras[-1]}/depth'}
         else:
             pace = {}
         result = run_graph(bag, work / 'output_bag', work / 'logs', params_files=params_files, params=params,
