@@ -176,3 +176,26 @@ def test_self_supervised_refuses_single_views(tmp_path: Path) -> None:
     for spec in ('synthetic:street', f'kitti-object:{tmp_path}'):
         with pytest.raises(DataError, match='consecutive frames|real sequences'):
             SequenceDataset(parse_mix(spec), (64, 128), 4)
+
+
+def test_bag_sequence_gives_the_drives_camera_motion(shared_data: Path, tmp_path: Path, monkeypatch) -> None:
+    """A make-bag of KITTI raw frames 8-14 (clouds + /tf_static) yields the same KISS-ICP camera motion as the
+    drive folder over the same scans, and training items."""
+    from depth_completion_ros.data.datasets import parse_mix
+    from depth_completion_ros.data.sequence import open_sequence
+    from depth_completion_ros.tools.make_bag import make_bag
+    from depth_completion_ros.training.self_supervised import SequenceDataset
+
+    monkeypatch.setenv('DEPTH_COMPLETION_CACHE', str(tmp_path))
+    drive = shared_data / 'kitti_raw_2011_09_26_udacity_seq'
+    make_bag(f'kitti-raw:{drive}?frames=8-14', tmp_path / 'drive_bag', frames=7)
+    bag = open_sequence(f'bag:{tmp_path / "drive_bag"}', progress=False)
+    folder = open_sequence(f'kitti-raw:{drive}?frames=9-13', progress=False)   # odometry over scans 8..14 too
+    assert bag.frame_numbers() == [1, 2, 3, 4, 5]
+    from_bag, from_folder = bag[2], folder[1]                                   # both frame 11
+    np.testing.assert_array_equal(from_bag.sample.rgb, from_folder.sample.rgb)
+    for a, b in zip(from_bag.T_source_target, from_folder.T_source_target, strict=True):
+        np.testing.assert_allclose(a.matrix, b.matrix, atol=2e-3)
+    assert abs(from_bag.T_source_target[0].translation[2]) > 0.1             # it moved forward ~0.2 m
+    item = SequenceDataset(parse_mix(f'bag:{tmp_path / "drive_bag"}'), (128, 320), 2)[0]
+    assert item['neighbours'].shape == (2, 3, 375, 1242) and item['T'].shape == (2, 4, 4)

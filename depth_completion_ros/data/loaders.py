@@ -349,6 +349,22 @@ class RosbagSource:
     def __len__(self) -> int:
         return len(self.pairs)
 
+    def lidar_scan(self, index: int) -> tuple[np.ndarray, RigidTransform]:
+        """Pair ``index``'s point cloud (Nx3 float64, finite points, in the sensor frame) and camera <- sensor
+        (``T_cam_sensor`` or the bag's /tf_static + /tf). Point-cloud bags only."""
+        if self.points_topic is None:
+            raise ValueError(f'{self.path}: no point-cloud topic (depth-image bag)')
+        i, j = self.pairs[index]
+        image_msg = self._images[i][1]
+        depth_msg = self._depths[j][1]
+        xyz = pointcloud2_to_arrays(depth_msg).xyz
+        T = self.T_cam_sensor or _find_transform(self._tf, self.camera.frame_id or image_msg.header.frame_id,
+                                                 depth_msg.header.frame_id)
+        if T is None:
+            raise ValueError(f'{self.path}: no transform {depth_msg.header.frame_id} -> '
+                             f'{self.camera.frame_id}; pass T_cam_sensor')
+        return xyz[np.isfinite(xyz).all(axis=1)].astype(np.float64), T
+
     def __getitem__(self, index: int) -> Sample:
         from depth_completion_ros.core.projection import project_points
 
@@ -357,13 +373,8 @@ class RosbagSource:
         depth_msg = self._depths[j][1]
         rgb = image_to_rgb(image_msg)
         if self.points_topic is not None:
-            xyz = pointcloud2_to_arrays(depth_msg).xyz
-            T = self.T_cam_sensor or _find_transform(self._tf, self.camera.frame_id or image_msg.header.frame_id,
-                                                     depth_msg.header.frame_id)
-            if T is None:
-                raise ValueError(f'{self.path}: no transform {depth_msg.header.frame_id} -> '
-                                 f'{self.camera.frame_id}; pass T_cam_sensor')
-            sparse = project_points(T.apply(xyz[np.isfinite(xyz).all(axis=1)].astype(np.float64)), self.camera)
+            xyz, T = self.lidar_scan(index)
+            sparse = project_points(T.apply(xyz), self.camera)
         else:
             sparse = depth_image_to_metres(depth_msg)
             if sparse.shape != rgb.shape[:2]:

@@ -51,8 +51,9 @@ class SequenceDataset(SparsityMixDataset):
         y0 = int(round(full.camera.cy - sample.camera.cy))
         visible, target = hidden_points_target(sample.sparse, rng)
         item = sample_to_tensors(sample.rgb, visible, target, sample.camera.K)
-        item['neighbours'] = torch.stack([torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
-                                          for image in frame.neighbours])
+        # Bag images view read-only message buffers: np.require copies those (torch needs writable arrays).
+        item['neighbours'] = torch.stack([torch.from_numpy(np.require(image, requirements=['C', 'W'])).permute(2, 0, 1)
+                                          .float() for image in frame.neighbours])
         item['K_neighbour'] = torch.from_numpy(np.asarray(full.camera.K, np.float32))
         item['T'] = torch.from_numpy(np.stack([T.matrix for T in frame.T_source_target]).astype(np.float32))
         item['offset'] = torch.tensor([y0, x0])
