@@ -182,3 +182,24 @@ def test_play_offers_latched_topics_transient_local_so_late_subscribers_get_them
     finally:
         node.destroy_node()
         player.stop()
+
+
+def test_a_bag_whose_frames_change_size_reads_each_with_its_own_camera_info(kitti_object_dir: Path,
+                                                                            tmp_path: Path) -> None:
+    """KITTI object frames are 1242 or 1224 pixels wide; a bag of them used to be read with the first frame's
+    camera_info for every frame (eval: 'rgb must be HxWx3 matching sparse (370, 1224), got (375, 1242, 3)')."""
+    from depth_completion_ros.core.kitti import kitti_sparse_depth, load_kitti_object_frame
+    from depth_completion_ros.data.loaders import RosbagSource
+
+    make_bag(f'kitti-object:{kitti_object_dir}', tmp_path / 'kitti', frames=4)
+    source = RosbagSource(tmp_path / 'kitti')
+    sizes = set()
+    for index in range(len(source)):
+        sample = source[index]
+        assert sample.rgb.shape[:2] == sample.sparse.shape == (sample.camera.height, sample.camera.width)
+        sizes.add(sample.sparse.shape)
+    assert len(sizes) >= 2                                       # KITTI frames of several sizes
+    # each frame's projection is the loader's own for that frame (same pixels measured)
+    names = sorted(p.stem for p in (kitti_object_dir / 'image_2').glob('*.png'))[:4]
+    direct = {kitti_sparse_depth(load_kitti_object_frame(kitti_object_dir, n)).shape for n in names}
+    assert direct == sizes

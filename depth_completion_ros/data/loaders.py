@@ -284,6 +284,8 @@ class RosbagSource:
     Topics are auto-detected by message type when not given (one of each). Point clouds are moved into the
     camera frame with ``T_cam_sensor`` or, when absent, with /tf_static (+ /tf) from the bag. Depth images are
     taken as registered to the camera (same size). No ground truth: self-supervised / ``holdout-points``.
+    Each frame is projected with its own camera_info (the one with the image's stamp, else the newest before
+    it): a bag may change size between frames (KITTI object frames are 1242 or 1224 pixels wide).
     """
 
     def __init__(self, path: str | Path, image_topic: str | None = None, info_topic: str | None = None,
@@ -317,7 +319,7 @@ class RosbagSource:
             wanted = {image_topic, info_topic, points_topic or depth_topic, '/tf_static', '/tf'}
             self._images: list[tuple[int, Any]] = []
             self._depths: list[tuple[int, Any]] = []
-            self._info: Any = None
+            self._infos: list[tuple[int, Any]] = []
             self._tf: dict[tuple[str, str], RigidTransform] = {}
             connections = [c for c in reader.connections if c.topic in wanted]
             for conn, _t, raw in reader.messages(connections=connections):
@@ -327,13 +329,17 @@ class RosbagSource:
                 elif conn.topic in (points_topic, depth_topic):
                     self._depths.append((stamp_to_ns(msg.header.stamp), msg))
                 elif conn.topic == info_topic:
-                    if self._info is None:
-                        self._info = msg
+                    self._infos.append((stamp_to_ns(msg.header.stamp), msg))
                 else:
                     for tf in msg.transforms:
                         self._tf.setdefault((tf.header.frame_id, tf.child_frame_id),
                                             RigidTransform.from_transform_msg(tf))
-        self.camera = CameraModel.from_camera_info(self._info)
+        if not self._infos:
+            raise ValueError(f'{path}: the camera_info topic {info_topic} has no message')
+        self._infos.sort(key=lambda item: item[0])
+        self._info_stamps = np.array([stamp for stamp, _ in self._infos], np.int64)
+        self._cameras: dict[int, CameraModel] = {}
+        self.camera = self._camera_at(0)                       # the first frame's, for callers that want one
         self.T_cam_sensor = T_cam_sensor
         # Pair every image with the nearest depth message in time (within max_dt).
         depth_stamps = np.array([s for s, _ in self._depths], np.int64)
@@ -349,6 +355,18 @@ class RosbagSource:
     def __len__(self) -> int:
         return len(self.pairs)
 
+    def _camera_at(self, info_index: int) -> CameraModel:
+        if info_index not in self._cameras:
+            self._cameras[info_index] = CameraModel.from_camera_info(self._infos[info_index][1])
+        return self._cameras[info_index]
+
+    def camera_for(self, index: int) -> CameraModel:
+        """Pair ``index``'s camera: the camera_info stamped like its image, else the newest one before it (else
+        the first)."""
+        stamp = self._images[self.pairs[index][0]][0]
+        position = int(np.searchsorted(self._info_stamps, stamp, side='right')) - 1
+        return self._camera_at(max(position, 0))
+
     def lidar_scan(self, index: int) -> tuple[np.ndarray, RigidTransform]:
         """Pair ``index``'s point cloud (Nx3 float64, finite points, in the sensor frame) and camera <- sensor
         (``T_cam_sensor`` or the bag's /tf_static + /tf). Point-cloud bags only."""
@@ -358,11 +376,12 @@ class RosbagSource:
         image_msg = self._images[i][1]
         depth_msg = self._depths[j][1]
         xyz = pointcloud2_to_arrays(depth_msg).xyz
-        T = self.T_cam_sensor or _find_transform(self._tf, self.camera.frame_id or image_msg.header.frame_id,
+        camera = self.camera_for(index)
+        T = self.T_cam_sensor or _find_transform(self._tf, camera.frame_id or image_msg.header.frame_id,
                                                  depth_msg.header.frame_id)
         if T is None:
             raise ValueError(f'{self.path}: no transform {depth_msg.header.frame_id} -> '
-                             f'{self.camera.frame_id}; pass T_cam_sensor')
+                             f'{camera.frame_id}; pass T_cam_sensor')
         return xyz[np.isfinite(xyz).all(axis=1)].astype(np.float64), T
 
     def __getitem__(self, index: int) -> Sample:
@@ -372,14 +391,18 @@ class RosbagSource:
         stamp, image_msg = self._images[i]
         depth_msg = self._depths[j][1]
         rgb = image_to_rgb(image_msg)
+        camera = self.camera_for(index)
+        if (camera.height, camera.width) != rgb.shape[:2]:
+            raise ValueError(f'{self.path}: image {stamp} is {rgb.shape[1]}x{rgb.shape[0]} but its camera_info says '
+                             f'{camera.width}x{camera.height}; record the camera_info of every frame')
         if self.points_topic is not None:
             xyz, T = self.lidar_scan(index)
-            sparse = project_points(T.apply(xyz), self.camera)
+            sparse = project_points(T.apply(xyz), camera)
         else:
             sparse = depth_image_to_metres(depth_msg)
             if sparse.shape != rgb.shape[:2]:
                 raise ValueError(f'{self.path}: depth {sparse.shape} is not registered to the image {rgb.shape[:2]}')
-        return Sample(rgb=rgb, sparse=sparse.astype(np.float32), gt=None, camera=self.camera, name=str(stamp))
+        return Sample(rgb=rgb, sparse=sparse.astype(np.float32), gt=None, camera=camera, name=str(stamp))
 
 
 # ---------------------------------------------------------------------------------------------- spec parsing
