@@ -44,6 +44,7 @@ def _depth(msg: object) -> np.ndarray:
 
 
 def test_two_cameras_one_cloud_match_single_camera_nodes_and_a_silent_one_blocks_nothing(tmp_path: Path) -> None:
+    from diagnostic_msgs.msg import DiagnosticArray
     from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
     from depth_completion_ros.core import conversions
@@ -73,6 +74,7 @@ def test_two_cameras_one_cloud_match_single_camera_nodes_and_a_silent_one_blocks
             driver.subscribe(f'multi_{name}', Image, f'/multi/{name}/depth')
             driver.subscribe(f'multi_{name}_info', CameraInfo, f'/multi/{name}/camera_info')
             driver.subscribe(f'single_{name}', Image, f'/single_{name}/depth')
+        driver.subscribe('diagnostics', DiagnosticArray, '/diagnostics')
 
         def matched() -> bool:
             return (cloud_pub.get_subscription_count() >= 3
@@ -112,6 +114,20 @@ def test_two_cameras_one_cloud_match_single_camera_nodes_and_a_silent_one_blocks
         left, right = (_depth(driver.received[f'multi_{n}'][stamps[0]]) for n in CAMERAS)
         box_column = [np.argwhere(depth < 4.0)[:, 1].mean() / depth.shape[1] for depth in (left, right)]
         assert left.shape != right.shape and box_column[0] - box_column[1] > 0.1, box_column
+
+        # /diagnostics: the node-wide status, then one per camera with its own counters
+        statuses: dict[str, dict[str, str]] = {}
+
+        def per_camera_statuses() -> bool:  # the newest status of each name, once it counts every frame
+            arrays = driver.received.get('diagnostics', {})
+            for stamp in sorted(arrays):
+                for status in arrays[stamp].status:
+                    statuses[status.name] = {kv.key: kv.value for kv in status.values}
+            return (all(f'multi: depth completion {n}' in statuses for n in ('left', 'right', 'noinfo', 'silent'))
+                    and statuses['multi: depth completion left']['frames_out'] == str(FRAMES))
+
+        assert driver.spin_until(per_camera_statuses, 10.0), statuses
+        assert int(statuses['multi: depth completion silent']['images_in']) == 0
     finally:
         driver.close()
         statuses = {name: node.stop() for name, node in nodes.items()}
