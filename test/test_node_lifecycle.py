@@ -54,6 +54,17 @@ class LifecycleDriver(TopicDriver):
 
         return str(self.call(self.get_state, GetState.Request()).current_state.label)
 
+    def set_parameter(self, name: str, value: object) -> tuple[bool, str]:
+        from rclpy.parameter import Parameter
+        from rclpy.parameter_client import AsyncParameterClient
+
+        client = AsyncParameterClient(self.node, 'depth_completion')
+        assert client.wait_for_services(timeout_sec=20.0)
+        future = client.set_parameters([Parameter(name, value=value)])
+        assert self.spin_until(future.done, 20.0)
+        result = future.result().results[0]
+        return bool(result.successful), str(result.reason)
+
     def subscribed(self) -> int:
         """How many of the three inputs the node subscribes to."""
         return sum(publisher.get_subscription_count() > 0 for publisher in self.inputs)
@@ -95,6 +106,8 @@ def test_transitions_through_the_services(tmp_path: Path) -> None:
         assert driver.state() == 'unconfigured'
         driver.spin_until(lambda: False, 1.0)
         assert driver.subscribed() == 0, 'subscribed before configure'
+        # unconfigured, a start-up parameter may change (configure reads it); once configured it may not
+        assert driver.set_parameter('diagnostics.period', 0.5) == (True, '')
 
         assert driver.transition(Transition.TRANSITION_CONFIGURE), node.output()[-2000:]
         assert driver.state() == 'inactive'
@@ -104,6 +117,8 @@ def test_transitions_through_the_services(tmp_path: Path) -> None:
 
         assert driver.transition(Transition.TRANSITION_ACTIVATE)
         assert driver.state() == 'active'
+        accepted, reason = driver.set_parameter('diagnostics.period', 2.0)
+        assert not accepted and 'read-only at run time' in reason
         assert driver.spin_until(lambda: driver.subscribed() == 3, 20.0), node.output()[-2000:]
         assert driver.spin_until(lambda: driver.subscriptions[0].get_publisher_count() > 0, 20.0)
         assert any(driver.expect_output(driver.send(), ('depth',), 10.0) for _ in range(5)), node.output()[-2000:]

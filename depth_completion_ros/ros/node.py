@@ -219,7 +219,10 @@ class DepthCompletionCore(NodeParameters):
     def _make_camera(self, name: str) -> CameraSide:
         """The single camera (name '') takes the node-wide settings; a named one its ``camera.<name>.*``."""
         assert self.extrinsics is not None
-        key = (lambda k: f'camera.{name}.{k}') if name else (lambda k: k)
+        # A camera named only after start-up (lifecycle: cameras set while unconfigured) has no camera.<name>.*
+        # parameters declared: it takes the node-wide values.
+        key = (lambda k: f'camera.{name}.{k}' if f'camera.{name}.{k}' in self.values else k) if name else (
+            lambda k: k)
         extrinsics = self.extrinsics
         own = [self.values[key(k)] for k in EXTRINSICS_KEYS]
         if name and own != [self.values[k] for k in EXTRINSICS_KEYS] and self.values['extrinsics.source'] != 'tf':

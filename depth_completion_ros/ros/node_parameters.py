@@ -90,7 +90,7 @@ class NodeParameters:
             elif parameter.type_ == Parameter.Type.INTEGER and isinstance(
                     self.values.get(parameter.name), float):
                 value = float(value)
-            reason = param_table.check_runtime_change(parameter.name, value)
+            reason = param_table.check_runtime_change(parameter.name, value, configured=self.pipeline is not None)
             if reason is not None:
                 return SetParametersResult(successful=False, reason=reason)
             if parameter.name in self.values:

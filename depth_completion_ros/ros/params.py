@@ -226,14 +226,15 @@ def camera_parameter(name: str) -> tuple[str, ParamSpec] | None:
     return camera, replace(PARAMETERS_BY_NAME[key], name=name)
 
 
-def check_runtime_change(name: str, value: Any) -> str | None:
-    """Why a change of ``name`` to ``value`` at run time is refused (None = accepted)."""
+def check_runtime_change(name: str, value: Any, configured: bool = True) -> str | None:
+    """Why a change of ``name`` to ``value`` at run time is refused (None = accepted). An unconfigured
+    lifecycle node (``configured`` False) takes any valid value: its next configure reads them all."""
     spec = PARAMETERS_BY_NAME.get(name)
-    if spec is None and camera_parameter(name) is not None:
-        return f'{name} is read-only at run time (restart the node to change it)'
+    if spec is None and (per_camera := camera_parameter(name)) is not None:
+        spec = replace(per_camera[1], runtime=False)
     if spec is None:
         return None  # not ours (use_sim_time, qos overrides, ...): let rclpy handle it
-    if not spec.runtime:
+    if not spec.runtime and configured:
         return f'{name} is read-only at run time (restart the node to change it)'
     return check_value(spec, value)
 
