@@ -18,6 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('-p', '--param', action='append', default=[], metavar='NAME:=VALUE',
                         help='parameter override, e.g. prefill_only:=true')
     parser.add_argument('--name', default=None, help='node name (default depth_completion)')
+    parser.add_argument('--lifecycle', action='store_true',
+                        help='the managed (lifecycle) node: unconfigured until configure/activate over '
+                             'lifecycle_msgs (ros2 lifecycle set /depth_completion configure)')
     parser.add_argument('--network', action='store_true',
                         help='use the normal ROS network settings instead of this-machine-only shared memory')
 
@@ -44,4 +47,4 @@ def main(args: argparse.Namespace) -> int:
     ensure_local_ros(network=args.network)
     from depth_completion_ros.ros.node import main as node_main
 
-    return node_main(['depth_completion_node', *ros_args])
+    return node_main(['depth_completion_node', *(['--lifecycle'] if args.lifecycle else []), *ros_args])
