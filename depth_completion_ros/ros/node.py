@@ -219,22 +219,26 @@ class DepthCompletionCore(NodeParameters):
     def _make_camera(self, name: str) -> CameraSide:
         """The single camera (name '') takes the node-wide settings; a named one its ``camera.<name>.*``."""
         assert self.extrinsics is not None
-        # A camera named only after start-up (lifecycle: cameras set while unconfigured) has no camera.<name>.*
-        # parameters declared: it takes the node-wide values.
-        key = (lambda k: f'camera.{name}.{k}' if f'camera.{name}.{k}' in self.values else k) if name else (
-            lambda k: k)
+        def key(k: str) -> str:
+            # A camera named only after start-up (lifecycle: cameras set while unconfigured) has no
+            # camera.<name>.* parameters declared: it takes the node-wide values.
+            own_key = f'camera.{name}.{k}'
+            return own_key if name and own_key in self.values else k
+
         extrinsics = self.extrinsics
         own = [self.values[key(k)] for k in EXTRINSICS_KEYS]
-        if name and own != [self.values[k] for k in EXTRINSICS_KEYS] and self.values['extrinsics.source'] != 'tf':
+        node_wide = [self.values[k] for k in EXTRINSICS_KEYS]
+        has_own = name and key('extrinsics.matrix') != 'extrinsics.matrix' and parameters_are_set(*own)
+        if has_own and self.values['extrinsics.source'] != 'tf':
             try:
                 extrinsics = StaticExtrinsics(transform_from_parameters(*own))
             except ValueError as exc:
                 raise StartupError(f'camera {name}: extrinsics: {exc}') from None
-        elif name and isinstance(extrinsics, StaticExtrinsics) and not parameters_are_set(
-                *[self.values[k] for k in EXTRINSICS_KEYS]):
-            # Identity for a camera of several is nearly always a missing setting: say whose.
-            self.get_logger().warning(f'camera {name}: no extrinsics (neither camera.{name}.extrinsics.* nor '
-                                      'extrinsics.* is set): the cloud is taken as already in its frame')
+        elif name and isinstance(extrinsics, StaticExtrinsics):
+            # Cameras of a rig sit in different places: one that shares the node-wide transform (or has none at
+            # all) is nearly always a missing setting, so say whose.
+            what = 'the node-wide extrinsics.*' if parameters_are_set(*node_wide) else 'identity (none is set)'
+            self.get_logger().warning(f'camera {name}: no camera.{name}.extrinsics.* set: it takes {what}')
         options = CameraOptions(image_transport=self.values[key('image_transport')],
                                 image_rectified=self.values[key('image_rectified')], extrinsics=extrinsics)
         sync: ApproximateTimeSync[Any] = ApproximateTimeSync(self.values['sync.slop'],
@@ -295,6 +299,8 @@ class DepthCompletionCore(NodeParameters):
         with self._slot_ready:
             self._taking = False
             self._drop_waiting()
+            for camera in self.cameras:  # what waits for a partner is stale by the next activate
+                camera.sync.reset()
         for subscription in self._input_subscriptions:
             self.destroy_subscription(subscription)
         self._input_subscriptions.clear()

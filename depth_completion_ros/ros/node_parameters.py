@@ -35,12 +35,14 @@ class NodeParameters:
         values: dict[str, Any] = {}
         for spec in param_table.PARAMETERS:
             values[spec.name] = self._declare_one(spec)
-        # A named camera's own image transport, rectification and extrinsics: the node-wide value unless set.
+        # A named camera's own image transport and rectification (default: the node-wide value) and extrinsics
+        # (default: unset, as in the table, so that the node sees which cameras have their own).
         for camera in values['cameras']:
             for key in param_table.CAMERA_KEYS:
-                spec = replace(param_table.PARAMETERS_BY_NAME[key], name=f'camera.{camera}.{key}',
-                               default=values[key])
-                values[spec.name] = self._declare_one(spec)
+                table = param_table.PARAMETERS_BY_NAME[key]
+                default = table.default if key.startswith('extrinsics.') else values[key]
+                values[f'camera.{camera}.{key}'] = self._declare_one(replace(table, name=f'camera.{camera}.{key}',
+                                                                             default=default))
         return values
 
     def _declare_one(self, spec: param_table.ParamSpec) -> Any:
