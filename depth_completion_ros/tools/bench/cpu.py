@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -31,6 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='LRRU variant (shipped weights)')
     parser.add_argument('--size', default='375x1242', help='HxW of the frame (KITTI frame 000003, cropped/padded)')
     parser.add_argument('--runs', type=int, default=3, help='timed frames per configuration (after 1 warm-up)')
+    parser.add_argument('--band', default='auto', choices=('auto', 'off'),
+                        help='network.band as the node runs it (auto: only the rows validity can keep; the fp32 '
+                             'limit is always the full frame\'s FLOPs, so auto shows its saving)')
     parser.add_argument('--configs', default=None,
                         help='semicolon list of threads,wait,malloc, e.g. "2,passive,tuned;1,unset,system" '
                              '(threads 0 = torch\'s own count; wait passive|active|unset; malloc tuned|system)')
@@ -109,7 +113,7 @@ def network_gflop(completer: Any, rgb: Any, sparse: Any) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
     with FlopCounterMode(display=False) as counter:
-        completer.complete(rgb, sparse)
+        completer.complete(rgb, sparse, band='off')                  # the full frame's work, whatever band runs
     return counter.get_total_flops() / 1e9
 
 
@@ -123,29 +127,62 @@ def child_main(config: dict[str, Any]) -> int:
     import numpy as np
     import torch
 
+    from depth_completion_ros.core.validity import ValiditySettings
     from depth_completion_ros.model.inference import DepthCompleter
 
     height, width = config['height'], config['width']
     rgb, sparse, source = kitti_frame(height, width)
-    completer = DepthCompleter(variant=config['variant'], weights=f'lrru_{config["variant"]}', device='cpu')
+    completer = DepthCompleter(variant=config['variant'], weights=f'lrru_{config["variant"]}', device='cpu',
+                               band=config.get('band', 'off'))
+    # the rows the node's default validity keeps around the measurements (pipeline.py passes the same)
+    validity = ValiditySettings()
+    band_rows = {'rows_above': int(validity.top_margin_px),
+                 'rows_below': int(math.ceil(validity.max_distance_px)) if validity.max_distance_px > 0 else None}
     gflops = matmul_gflops()
-    completer.complete(rgb, sparse)                                   # warm-up: lazy init, fused copy, grid
+    completer.complete(rgb, sparse, **band_rows)                      # warm-up: lazy init, fused copy, grid
     frames, networks, prefills = [], [], []
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     for _ in range(config['runs']):
         start = time.perf_counter()
-        result = completer.complete(rgb, sparse)
+        result = completer.complete(rgb, sparse, **band_rows)
         frames.append((time.perf_counter() - start) * 1e3)
         networks.append(result.timings_ms['network'])
         prefills.append(result.timings_ms['prefill'])
     faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / config['runs']
+    # the limit is the full frame's work, whatever band runs: a band's saving shows as a lower x_limit
     gflop = network_gflop(completer, rgb, sparse) if config.get('count_flops') else None
+    network_rows = list(result.band) if getattr(result, 'band', None) else None
     print(json.dumps({**config, 'settings': settings, 'torch_threads': torch.get_num_threads(), 'source': source,
                       'gflops_probe': round(gflops, 1), 'frame_ms': round(float(np.median(frames)), 1),
                       'frame_ms_min': round(min(frames), 1), 'network_ms': round(float(np.median(networks)), 1),
                       'prefill_ms': round(float(np.median(prefills)), 1), 'minflt_per_frame': round(faults),
-                      'network_gflop': round(gflop, 2) if gflop else None}), flush=True)
+                      'network_gflop': round(gflop, 2) if gflop else None, 'band': config.get('band', 'off'),
+                      'network_rows': network_rows, 'machine': machine_profile()}), flush=True)
     return 0
+
+
+def machine_profile() -> dict[str, Any]:
+    """What this CPU is, as the settings depend on it: model and vendor, the SIMD level torch's kernels
+    dispatch to (e.g. AVX512 on an Intel Xeon, AVX2 on this project's AMD EPYC VM), oneDNN, and the thread and
+    allocator settings in effect (core.cpu_runtime)."""
+    import platform
+
+    import torch
+
+    model = vendor = ''
+    try:
+        with open('/proc/cpuinfo', encoding='utf-8') as handle:
+            for line in handle:
+                key, _, value = line.partition(':')
+                if key.strip() == 'model name' and not model:
+                    model = value.strip()
+                elif key.strip() == 'vendor_id' and not vendor:
+                    vendor = value.strip()
+    except OSError:                      # not Linux: platform's word is all there is
+        model = platform.processor()
+    return {'cpu_model': model, 'vendor': vendor, 'simd': torch.backends.cpu.get_cpu_capability(),
+            'onednn': bool(torch.backends.mkldnn.is_available()), 'torch_threads': torch.get_num_threads(),
+            'omp_wait_policy': os.environ.get('OMP_WAIT_POLICY', ''), 'machine': platform.machine()}
 
 
 def label(threads: int, wait: str, malloc: str) -> str:
@@ -172,7 +209,7 @@ def main(args: argparse.Namespace) -> int:
             for threads, wait, malloc in configs:
                 config = {'threads': threads, 'wait': wait, 'malloc': malloc, 'load': load,
                           'load_procs': len(burners), 'variant': args.variant, 'height': height, 'width': width,
-                          'runs': args.runs, 'count_flops': not flops_counted}
+                          'runs': args.runs, 'count_flops': not flops_counted, 'band': args.band}
                 row = run_child(config)
                 flops_counted = flops_counted or bool(row.get('network_gflop'))
                 results.append(row)
@@ -188,10 +225,15 @@ def main(args: argparse.Namespace) -> int:
         if gflop and 'frame_ms' in row:
             row['limit_ms'] = round(gflop / row['gflops_probe'] * 1e3, 1)
             row['x_limit'] = round(row['frame_ms'] / row['limit_ms'], 2)
-    report = {'cpu_count': os.cpu_count(), 'network_gflop': gflop, 'results': results}
+    machine = next((r['machine'] for r in results if r.get('machine')), machine_profile())
+    report = {'cpu_count': os.cpu_count(), 'network_gflop': gflop, 'band': args.band, 'machine': machine,
+              'results': results}
     if args.json:
         print(json.dumps(report))
         return 0
+    machine = report['machine']
+    print(f"{machine['cpu_model']} ({machine['vendor']}), torch kernels {machine['simd']}, oneDNN "
+          f"{'on' if machine['onednn'] else 'off'}; network.band {args.band}")
     print(markdown(report))
     return 0
 
