@@ -21,8 +21,9 @@ from typing import Any
 
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 
-from depth_completion_ros.ros.node import LIFECYCLE_FLAG, NODE_NAME, DepthCompletionCore, StartupError
+from depth_completion_ros.ros.node import DepthCompletionCore, StartupError
 from depth_completion_ros.ros.node import main as node_main
+from depth_completion_ros.ros.node_process import LIFECYCLE_FLAG, NODE_NAME
 
 
 class LifecycleDepthCompletionNode(DepthCompletionCore, LifecycleNode):

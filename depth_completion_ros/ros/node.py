@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import json
-import signal
 import sys
 import threading
 import time
@@ -31,16 +29,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import rclpy
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from depth_completion_ros.core import conversions
 from depth_completion_ros.core.camera import CameraModel, CameraModelError
 from depth_completion_ros.core.conversions import stamp_to_ns
-from depth_completion_ros.core.cpu_runtime import configure_cpu
 from depth_completion_ros.core.units import check_depth_units
 from depth_completion_ros.pipeline import (
     DepthCompletionPipeline,
@@ -49,7 +43,6 @@ from depth_completion_ros.pipeline import (
     elapsed_ms,
     prefill_mismatch,
 )
-from depth_completion_ros.ros import params as param_table
 from depth_completion_ros.ros.camera_info_cache import CameraInfoCache, CameraInfoFields, CameraInfoRejected
 from depth_completion_ros.ros.camera_side import (
     DROP_COUNTERS,
@@ -70,20 +63,17 @@ from depth_completion_ros.ros.extrinsics import (
     transform_from_parameters,
 )
 from depth_completion_ros.ros.node_parameters import NodeParameters, StartupError, validity_settings
+from depth_completion_ros.ros.node_process import NODE_NAME
 from depth_completion_ros.ros.problem_log import ProblemLog, SilenceWatch, clip
 from depth_completion_ros.ros.qos import make_qos
 from depth_completion_ros.ros.sync import ApproximateTimeSync, Outcome
 from depth_completion_ros.weights_choice import by_input_mode
 
-NODE_NAME = 'depth_completion'
-# Start-up CPU parameters -> configure_cpu() keywords (applied before torch is imported).
-CPU_PARAMETERS = {'cpu.threads': 'threads', 'cpu.wait_policy': 'wait_policy', 'cpu.malloc': 'malloc'}
 WARN_PERIOD_S = 2.0
 # An input silent this long is logged (then every INPUT_SILENCE_PERIOD_S while it stays silent): long enough for
 # a bag or driver to start, short enough that a wrong topic name shows in the log before anyone gives up.
 INPUT_SILENCE_S = 10.0
 INPUT_SILENCE_PERIOD_S = 30.0
-LIFECYCLE_FLAG = '--lifecycle'
 EXTRINSICS_KEYS = ('extrinsics.translation', 'extrinsics.rotation', 'extrinsics.matrix')
 
 
@@ -636,95 +626,20 @@ def _empty_cuda_cache() -> None:
         torch.cuda.empty_cache()
 
 
-class ShutdownRequest:
-    """SIGINT and SIGTERM only set a flag (rclpy's own handlers would invalidate the context under a running
-    executor and the worker's publishers: tracebacks and errors); the spin loop checks it and shuts down."""
-
-    def __init__(self) -> None:
-        self.event = threading.Event()
-        self.signal_name = ''
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, self._handle)
-
-    def _handle(self, signum: int, _frame: Any) -> None:
-        if not self.event.is_set():
-            self.signal_name = signal.Signals(signum).name
-        self.event.set()
-
-    @property
-    def requested(self) -> bool:
-        return self.event.is_set()
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``depth_completion_node`` / ``depth-completion node`` (returns the exit status);
-    ``--lifecycle`` (before ``--ros-args``) runs the managed node of ros/lifecycle.py instead."""
-    argv = list(sys.argv if argv is None else argv)
-    lifecycle = LIFECYCLE_FLAG in argv
-    argv = [token for token in argv if token != LIFECYCLE_FLAG]
-    prog = 'depth_completion_node'
-    shutdown = ShutdownRequest()  # before anything slow: a signal during start-up is a clean stop too
-    # A bad parameter file or -p value gets one clear line (rclpy would print several, or ignore a wrong type).
-    try:
-        param_table.check_command_line(argv)
-    except param_table.ConfigError as exc:
-        print(f'{prog}: error: {exc}', file=sys.stderr)
-        return 2
-    # Before anything imports torch: libgomp reads the wait policy once, when it loads.
-    cpu = param_table.command_line_values(argv, list(CPU_PARAMETERS))
-    settings = configure_cpu(**{CPU_PARAMETERS[name]: value for name, value in cpu.items()})
-    print(f'[{NODE_NAME}] cpu: ' + ', '.join(f'{k}={v}' for k, v in settings.items()), flush=True)
-    try:
-        rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
-    except Exception as exc:
-        print(f'{prog}: error: cannot initialise ROS: {exc}', file=sys.stderr)
-        return 2
-    node: Any = None
-    executor: SingleThreadedExecutor | None = None
-    status = 0
-    try:
+    ``--lifecycle`` (before ``--ros-args``) runs the managed node of ros/lifecycle.py instead. The process
+    around the node (arguments, CPU settings, signals, spinning, one shutdown path) is ros/node_process.py."""
+    from depth_completion_ros.ros.node_process import run
+
+    def make_node(lifecycle: bool) -> DepthCompletionCore:
         if lifecycle:
             from depth_completion_ros.ros.lifecycle import LifecycleDepthCompletionNode
 
-            node = LifecycleDepthCompletionNode()
-        else:
-            node = DepthCompletionNode()
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        while not shutdown.requested and not getattr(node, 'finished', False):
-            executor.spin_once(timeout_sec=0.1)  # wakes up for the shutdown flag at least every 0.1 s
-    except StartupError as exc:
-        print(f'{prog}: error: {exc}', file=sys.stderr)
-        status = 2
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass  # the context was shut down from elsewhere: the same clean stop below
-    except Exception:
-        if rclpy.ok() and not shutdown.requested:
-            raise
-        # the context became invalid under the executor (shut down from elsewhere): the same clean stop
-    finally:
-        _shut_down(node, executor, shutdown)
-    return status
+            return LifecycleDepthCompletionNode()
+        return DepthCompletionNode()
 
-
-def _shut_down(node: DepthCompletionCore | None, executor: SingleThreadedExecutor | None,
-               shutdown: ShutdownRequest) -> None:
-    """The one shutdown path: stop taking frames, abandon/join the worker, final counters, destroy, shut down."""
-    if node is not None:
-        finished = node.stop()
-        stats = {**node.stats(), 'stopped_by': shutdown.signal_name or 'shutdown'}
-        print(f'[{NODE_NAME}] final stats ' + json.dumps(stats, default=_json_safe), flush=True)
-        if not finished:
-            print(f'[{NODE_NAME}] the worker is still inside one operation; exiting when it returns', flush=True)
-        if executor is not None:
-            executor.remove_node(node)
-            executor.shutdown(timeout_sec=1.0)
-        node.destroy_node()  # type: ignore[attr-defined]
-    rclpy.try_shutdown()
-
-
-def _json_safe(value: Any) -> Any:
-    return str(value)
+    return run(sys.argv if argv is None else argv, make_node)
 
 
 if __name__ == '__main__':
