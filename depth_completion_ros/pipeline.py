@@ -229,26 +229,57 @@ class DepthCompletionPipeline:
                  sensor_fov: SensorFov | None = None) -> FrameOutput:
         """Dense depth, its confidence (+ organized cloud) from an RGB image and a sparse depth map of the same
         size; pixels no measurement supports (core/validity.py) are unknown, ``sensor_fov`` bounds them too."""
+        self._check_frame(rgb, sparse, camera)
+        completer = self._completer()
+        start = time.perf_counter()
+        completion = completer.complete(rgb, sparse, **self._band_arguments(completer))
+        return self._finish(rgb, sparse, camera, sensor_fov, completer, completion, elapsed_ms(start))
+
+    def complete_batch(self, frames: list[tuple[np.ndarray, np.ndarray, CameraModel, SensorFov | None]]
+                       ) -> list[FrameOutput]:
+        """:meth:`complete` for several frames at once (the cameras of one scan): the network runs them as one
+        batch where the completer can (``DepthCompleter.complete_batch``: frames of one size), which is what a
+        GPU is fast at; everything after the network is per frame, as in :meth:`complete`."""
+        for rgb, sparse, camera, _fov in frames:
+            self._check_frame(rgb, sparse, camera)
+        completer = self._completer()
+        batched = getattr(completer, 'complete_batch', None)
+        if batched is None or len(frames) < 2:
+            return [self.complete(*frame) for frame in frames]
+        start = time.perf_counter()
+        completions = batched([(rgb, sparse) for rgb, sparse, _c, _f in frames], **self._band_arguments(completer))
+        per_frame_ms = elapsed_ms(start) / len(frames)
+        return [self._finish(rgb, sparse, camera, fov, completer, completion, per_frame_ms)
+                for (rgb, sparse, camera, fov), completion in zip(frames, completions, strict=True)]
+
+    @property
+    def batches_frames(self) -> bool:
+        """Whether :meth:`complete_batch` is worth it: on a GPU. On a CPU a batch of N costs about N frames (or
+        more: measured 3.4-4.6 s for 2 vs 1.5-1.9 s each at 375x1242), so the cameras run in turn there."""
+        return not self.settings.prefill_only and self.device_name.startswith('cuda')
+
+    def _check_frame(self, rgb: np.ndarray, sparse: np.ndarray, camera: CameraModel) -> None:
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise FrameError(f'rgb must be HxWx3 uint8, got {rgb.shape} {rgb.dtype}')
         if rgb.shape[:2] != sparse.shape or sparse.shape != (camera.height, camera.width):
             raise FrameError(f'size mismatch: image {rgb.shape[1]}x{rgb.shape[0]}, sparse '
                              f'{sparse.shape[1] if sparse.ndim == 2 else "?"}x{sparse.shape[0]}, camera_info '
                              f'{camera.width}x{camera.height}', 'size_mismatch')
-        settings = self.settings
-        timings: dict[str, float] = {}
-        use_network = not settings.prefill_only
-        if use_network:
-            self.ensure_network()
-            completer = self._network_completer
-        else:
-            if self._prefill_completer is None:
-                self._prefill_completer = self._factory(True)
-            completer = self._prefill_completer
 
-        start = time.perf_counter()
-        completion = completer.complete(rgb, sparse, **self._band_arguments(completer))
-        total_ms = elapsed_ms(start)
+    def _completer(self) -> Any:
+        if not self.settings.prefill_only:
+            self.ensure_network()
+            return self._network_completer
+        if self._prefill_completer is None:
+            self._prefill_completer = self._factory(True)
+        return self._prefill_completer
+
+    def _finish(self, rgb: np.ndarray, sparse: np.ndarray, camera: CameraModel, sensor_fov: SensorFov | None,
+                completer: Any, completion: Any, total_ms: float) -> FrameOutput:
+        """Everything after the completer, per frame: unknown stays unknown, validity, confidence, cloud."""
+        settings = self.settings
+        use_network = not settings.prefill_only
+        timings: dict[str, float] = {}
         reported = {k: float(v) for k, v in dict(getattr(completion, 'timings_ms', {}) or {}).items()}
         timings['prefill'] = reported.get('prefill', total_ms if not use_network else 0.0)
         timings['network'] = max(0.0, total_ms - timings['prefill']) if use_network else 0.0

@@ -262,3 +262,55 @@ class DepthCompleter:
         timings['network'] = (time.perf_counter() - start) * 1e3
         timings['total'] = timings['prefill'] + timings['network']
         return Completion(depth=depth.cpu().numpy(), prefill=prefill_np, timings_ms=timings, band=rows)
+
+    @torch.inference_mode()
+    def complete_batch(self, frames: list[tuple[np.ndarray, np.ndarray]], raw: bool = False,
+                       band: str | None = None, rows_above: int = 0,
+                       rows_below: int | None = None) -> list[Completion]:
+        """Several frames (e.g. the cameras of one scan) -> one :class:`Completion` each, as :meth:`complete`
+        gives them. Frames of one size go through the network as one batch (one forward pass: what pays on a
+        GPU); frames of different sizes, or a prefill-only completer, run in turn. With ``band='auto'`` the batch
+        runs on the union of the frames' bands, so each frame's kept rows are inside it."""
+        if len(frames) < 2 or self.prefill_only or self.model is None or len({s.shape for _, s in frames}) > 1:
+            return [self.complete(rgb, sparse, raw, band, rows_above, rows_below) for rgb, sparse in frames]
+        for rgb, sparse in frames:
+            if sparse.ndim != 2 or rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.shape[:2] != sparse.shape:
+                raise ValueError(f'rgb must be HxWx3 matching sparse {sparse.shape}, got {rgb.shape}')
+        band = self.band if band is None else band
+        if band not in BAND_MODES:
+            raise ValueError(f'band must be one of {", ".join(BAND_MODES)}, got {band!r}')
+        count, height = len(frames), frames[0][1].shape[0]
+        start = time.perf_counter()
+        sparse_t = torch.from_numpy(np.stack([np.asarray(s, np.float32) for _, s in frames])).to(self.device)
+        sparse_t = torch.nan_to_num(sparse_t[:, None], nan=0.0, posinf=0.0, neginf=0.0).clamp(min=0.0)  # B,1,H,W
+        dense, anchors = run_prefill(sparse_t, method=self.prefill_method)
+        self._sync()
+        prefill_ms = (time.perf_counter() - start) * 1e3 / count
+        prefill_np = dense[:, 0].float().cpu().numpy()
+
+        start = time.perf_counter()
+        if band == 'auto':
+            bands = [network_band(s[0].cpu().numpy(), rows_above, rows_below, self.band_margin_px) for s in sparse_t]
+            rows = (min(b[0] for b in bands), max(b[1] for b in bands))
+        else:
+            rows = (0, height)
+        crop = slice(*rows)
+        rgb_t = torch.from_numpy(np.stack([np.ascontiguousarray(rgb[crop]) for rgb, _ in frames])).to(self.device)
+        rgb_t = rgb_t.permute(0, 3, 1, 2).float()                                                     # B,3,h,W
+        if self.channels_last:
+            rgb_t = rgb_t.contiguous(memory_format=torch.channels_last)
+        with self._autocast():
+            outputs = self._run_network(rgb_t, sparse_t[..., crop, :], dense[..., crop, :], anchors[..., crop, :])
+        depth = outputs[-1][:, 0].float()                                                           # B,h,W
+        if not raw:   # each frame's own floor: its nearest measurement (see complete)
+            floors = torch.stack([a[a > VALID_THRESHOLD].min() if bool((a > VALID_THRESHOLD).any())
+                                  else a.new_tensor(VALID_THRESHOLD) for a in anchors[:, 0]])
+            depth = torch.maximum(depth, floors.view(-1, 1, 1))
+        if rows != (0, height):
+            depth = torch.nn.functional.pad(depth, (0, 0, rows[0], height - rows[1]))
+        self._sync()
+        network_ms = (time.perf_counter() - start) * 1e3 / count
+        depth_np = depth.cpu().numpy()
+        timings = {'prefill': prefill_ms, 'network': network_ms, 'total': prefill_ms + network_ms, 'batch': count}
+        return [Completion(depth=depth_np[i], prefill=prefill_np[i], timings_ms=dict(timings), band=rows)
+                for i in range(count)]

@@ -39,6 +39,7 @@ from depth_completion_ros.core.units import check_depth_units
 from depth_completion_ros.pipeline import (
     DepthCompletionPipeline,
     FrameError,
+    FrameOutput,
     PipelineSettings,
     elapsed_ms,
     prefill_mismatch,
@@ -397,12 +398,37 @@ class DepthCompletionCore(NodeParameters):
         for camera, frame in frames:
             with self._frame_guard(camera):
                 prepared.append(self._prepare(camera, frame))
-        # The batching seam: on CUDA the frames of one round that share a size could go through one batched
-        # forward pass here (pipeline.complete takes one frame today; no GPU to measure it on). On a CPU a batch
-        # gains nothing over running them in turn, which is what happens.
+        # On a GPU the frames of one round that share a size go through one batched forward pass; on a CPU a
+        # batch gains nothing over running them in turn (pipeline.batches_frames), which is what happens there.
+        assert self.pipeline is not None
+        if self.pipeline.batches_frames and len(prepared) > 1:
+            for group in _same_size_groups(prepared):
+                self._complete_and_publish_batch(group)
+            return
         for item in prepared:
             with self._frame_guard(item.camera):
                 self._complete_and_publish(item)
+
+    def _complete_and_publish_batch(self, items: list[PreparedFrame]) -> None:
+        """One batched forward pass for ``items`` (one size), then each published as alone. A batch that fails
+        falls back to the frames in turn, so one bad frame costs only itself."""
+        assert self.pipeline is not None
+        if len(items) == 1:
+            with self._frame_guard(items[0].camera):
+                self._complete_and_publish(items[0])
+            return
+        start = time.perf_counter()
+        try:
+            outputs = self.pipeline.complete_batch([(i.rgb, i.sparse, i.model, i.sensor_fov) for i in items])
+        except Exception:  # each frame then meets its own error, counted for its camera
+            for item in items:
+                with self._frame_guard(item.camera):
+                    self._complete_and_publish(item)
+            return
+        batch_ms = elapsed_ms(start) / len(items)
+        for item, output in zip(items, outputs, strict=True):
+            with self._frame_guard(item.camera):
+                self._publish_output(item, output, batch_ms)
 
     @contextlib.contextmanager
     def _frame_guard(self, camera: CameraSide) -> Iterator[None]:
@@ -489,19 +515,24 @@ class DepthCompletionCore(NodeParameters):
         return cloud.xyz
 
     def _complete_and_publish(self, item: PreparedFrame) -> None:
-        assert self.pipeline is not None and item.camera.outputs is not None
-        camera, timings = item.camera, item.timings
+        assert self.pipeline is not None
         start = time.perf_counter()
         output = self.pipeline.complete(item.rgb, item.sparse, item.model, item.sensor_fov)
+        self._publish_output(item, output, elapsed_ms(start))
+
+    def _publish_output(self, item: PreparedFrame, output: FrameOutput, complete_ms: float) -> None:
+        assert item.camera.outputs is not None
+        camera, timings = item.camera, item.timings
         timings.update(output.timings_ms)
         if self._stopping or not self._taking:
             raise FrameAbandoned  # told to stop (or deactivated) while computing: publish nothing
+        start = time.perf_counter()
         image_msg = item.frame.pair.image
         timings['encode'], timings['publish'] = camera.outputs.publish(
             output, image_msg.header, item.info_fields, self.values['output.encoding'],
             self.values['publish_debug'], self.settings.max_range)
         latency_ms = (time.monotonic() - item.frame.arrival) * 1000.0
-        processing_ms = item.prepare_ms + elapsed_ms(start)
+        processing_ms = item.prepare_ms + complete_ms + elapsed_ms(start)
         camera.frame_done(latency_ms, processing_ms, timings)
         camera.outputs.publish_timings(image_msg.header.stamp, latency_ms, processing_ms, output, timings)
 
@@ -644,3 +675,11 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == '__main__':
     sys.exit(main())
+
+
+def _same_size_groups(items: list[PreparedFrame]) -> list[list[PreparedFrame]]:
+    """The round's frames grouped by image size (a batch needs one size), in arrival order within a group."""
+    groups: dict[tuple[int, ...], list[PreparedFrame]] = {}
+    for item in items:
+        groups.setdefault(tuple(item.sparse.shape), []).append(item)
+    return list(groups.values())
