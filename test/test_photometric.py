@@ -199,3 +199,71 @@ def test_bag_sequence_gives_the_drives_camera_motion(shared_data: Path, tmp_path
     assert abs(from_bag.T_source_target[0].translation[2]) > 0.1             # it moved forward ~0.2 m
     item = SequenceDataset(parse_mix(f'bag:{tmp_path / "drive_bag"}'), (128, 320), 2)[0]
     assert item['neighbours'].shape == (2, 3, 375, 1242) and item['T'].shape == (2, 4, 4)
+
+
+def _odometry_tf(stamp_ns: int, world_from_camera: np.ndarray, camera_frame: str) -> object:
+    """A /tf message odom -> camera_frame (the transform maps camera points into odom), as odometry drivers write."""
+    from depth_completion_ros.core.transforms import RigidTransform
+    from depth_completion_ros.ros import bagio
+
+    cls = bagio.bag_class
+    T = RigidTransform.from_matrix(world_from_camera)
+    t, q = T.translation, T.quaternion_xyzw
+    stamp = cls('builtin_interfaces/msg/Time')(**bagio.stamp_of(stamp_ns))
+    return cls(bagio.TF_TYPE)(transforms=[cls('geometry_msgs/msg/TransformStamped')(
+        header=cls('std_msgs/msg/Header')(stamp=stamp, frame_id='odom'), child_frame_id=camera_frame,
+        transform=cls('geometry_msgs/msg/Transform')(
+            translation=cls('geometry_msgs/msg/Vector3')(x=float(t[0]), y=float(t[1]), z=float(t[2])),
+            rotation=cls('geometry_msgs/msg/Quaternion')(x=float(q[0]), y=float(q[1]), z=float(q[2]),
+                                                         w=float(q[3]))))])
+
+
+def test_given_poses_and_the_bags_own_tf_odometry_give_the_same_camera_motion(shared_data: Path, tmp_path: Path,
+                                                                              monkeypatch) -> None:
+    """?poses=FILE (world <- LiDAR, 12 numbers a line) and a bag's /tf odometry (odom -> camera, chained with
+    /tf_static camera <- lidar, written at other stamps than the clouds' and interpolated) reproduce the KISS-ICP
+    motion they were made from; a pose file that misses a needed frame is one line naming it."""
+    from depth_completion_ros.data.errors import DataError
+    from depth_completion_ros.data.sequence import open_sequence
+    from depth_completion_ros.ros import bagio
+    from depth_completion_ros.tools.make_bag import make_bag
+
+    monkeypatch.setenv('DEPTH_COMPLETION_CACHE', str(tmp_path))
+    drive = shared_data / 'kitti_raw_2011_09_26_udacity_seq'
+    folder = open_sequence(f'kitti-raw:{drive}?frames=9-13', progress=False)
+    poses, start = folder.odometry.poses(), folder.odometry.span.start
+    lines = [' '.join([str(int(folder.odometry.numbers[start + k]))] + [f'{v:.17g}' for v in pose[:3].ravel()])
+             for k, pose in enumerate(poses)]
+    (tmp_path / 'poses.txt').write_text('# frame r00 r01 r02 t0 ...\n' + '\n'.join(lines) + '\n')
+    given = open_sequence(f'kitti-raw:{drive}?frames=9-13&poses={tmp_path / "poses.txt"}', progress=False)
+    for a, b in zip(given[1].T_source_target, folder[1].T_source_target, strict=True):
+        np.testing.assert_allclose(a.matrix, b.matrix, atol=1e-9)
+    (tmp_path / 'short.txt').write_text('\n'.join(lines[:3]) + '\n')
+    with pytest.raises(DataError, match='no pose for frame'):
+        open_sequence(f'kitti-raw:{drive}?frames=9-13&poses={tmp_path / "short.txt"}', progress=False)
+
+    make_bag(f'kitti-raw:{drive}?frames=8-14', tmp_path / 'bag', frames=7)
+    kiss = open_sequence(f'bag:{tmp_path / "bag"}', progress=False)
+    T_cam_lidar = kiss.bag.lidar_scan(0)[1].matrix
+    camera_frame = kiss.bag.camera.frame_id
+    stamps = [kiss.bag.depth_stamp_and_frame(i)[0] for i in range(len(kiss.bag))]
+    with bagio.BagWriter(tmp_path / 'with_tf') as writer:
+        for message in bagio.read_raw(tmp_path / 'bag'):
+            writer.write_raw(message.topic, message.msgtype, message.log_time_ns, message.data)
+        # odometry at every other cloud (5 Hz): the clouds between are interpolated
+        for k in sorted({*range(0, len(stamps), 2), len(stamps) - 1}):
+            writer.write('/tf', bagio.TF_TYPE, stamps[k], _odometry_tf(
+                stamps[k], kiss.poses[k] @ np.linalg.inv(T_cam_lidar), camera_frame))
+    from_tf = open_sequence(f'bag:{tmp_path / "with_tf"}?poses=tf', progress=False)
+    np.testing.assert_allclose(from_tf.poses[::2], kiss.poses[::2], atol=1e-6)      # at the odometry stamps
+    # between them the odometry frame (the camera here) moves linearly in time between its two neighbours
+    camera = from_tf.poses @ np.linalg.inv(T_cam_lidar)                            # world <- camera per cloud
+    for k in range(1, len(stamps) - 1, 2):
+        fraction = (stamps[k] - stamps[k - 1]) / (stamps[k + 1] - stamps[k - 1])
+        expected = camera[k - 1, :3, 3] + fraction * (camera[k + 1, :3, 3] - camera[k - 1, :3, 3])
+        np.testing.assert_allclose(camera[k, :3, 3], expected, atol=1e-9)
+        assert 0.3 < fraction < 0.7
+    # and it stays near KISS-ICP's own pose there (which is not linear: its steps vary by ~20 %)
+    assert np.abs(from_tf.poses[1::2, :3, 3] - kiss.poses[1::2, :3, 3]).max() < 0.1
+    with pytest.raises(DataError, match='needs odometry on /tf'):
+        open_sequence(f'bag:{tmp_path / "bag"}?poses=tf', progress=False)

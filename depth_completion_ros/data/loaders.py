@@ -367,6 +367,11 @@ class RosbagSource:
         position = int(np.searchsorted(self._info_stamps, stamp, side='right')) - 1
         return self._camera_at(max(position, 0))
 
+    def depth_stamp_and_frame(self, index: int) -> tuple[int, str]:
+        """Pair ``index``'s depth message (cloud or depth image): its stamp in ns and its frame_id."""
+        msg = self._depths[self.pairs[index][1]][1]
+        return stamp_to_ns(msg.header.stamp), str(msg.header.frame_id)
+
     def lidar_scan(self, index: int) -> tuple[np.ndarray, RigidTransform]:
         """Pair ``index``'s point cloud (Nx3 float64, finite points, in the sensor frame) and camera <- sensor
         (``T_cam_sensor`` or the bag's /tf_static + /tf). Point-cloud bags only."""

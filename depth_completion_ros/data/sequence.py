@@ -14,6 +14,15 @@ Sources (what each needs):
 - ``bag:PATH[?frames=..]``: a rosbag2 with a rectified camera image (camera_info D all zero), its camera_info
   and a LiDAR PointCloud2 topic with camera <- LiDAR in /tf_static (what ``make-bag`` writes). Ego-motion is
   KISS-ICP over the bag's clouds, converted the same way; ``frames`` selects image/cloud pairs by position.
+
+Ego-motion other than KISS-ICP (``?poses=``):
+
+- ``poses=FILE`` (both kinds): given poses, one per line, world <- LiDAR as 12 numbers (the 3x4 matrix row by
+  row, KITTI odometry's layout) for frame 0, 1, ... in order, or ``index`` + 12 numbers (index = the KITTI frame
+  number, or the bag's pair position). Every target and neighbour needs its pose.
+- ``poses=tf`` (bags): the bag's own odometry on ``/tf`` (e.g. odom -> base_link from wheel or visual odometry),
+  chained with ``/tf_static`` up from the cloud's frame and interpolated at each cloud's stamp (linear
+  translation, spherical rotation); a cloud outside the recorded ``/tf`` span is an error, not extrapolated.
 """
 from __future__ import annotations
 
@@ -29,12 +38,105 @@ from depth_completion_ros.data.sample import Sample
 from depth_completion_ros.data.spec import DataSpec, FrameSelection
 
 SEQUENCE_KINDS = ('kitti-raw', 'bag')
+POSE_SOURCES = ('kiss-icp', 'tf', 'FILE')
 SEQUENCE_DATA_HELP = ("kitti-raw:DIR[?frames=0-29]: a KITTI raw drive with image_02/data, velodyne_points/data and "
                       "the day's calib_cam_to_cam.txt + calib_velo_to_cam.txt; bag:PATH[?frames=0-29]: a rosbag2 "
                       "with a rectified image (camera_info D all zero), camera_info, a LiDAR PointCloud2 topic and "
                       "camera <- LiDAR in /tf_static (as make-bag writes; frames = pair positions). Camera motion "
                       "comes from KISS-ICP odometry over the scans, turned into the camera frame with the "
-                      "extrinsics. Only frames whose neighbours are all selected are trained on.")
+                      "extrinsics, or from ?poses=FILE (world <- LiDAR, 12 numbers a line) or, for bags, "
+                      "?poses=tf (the bag's /tf odometry). Only frames whose neighbours are all selected are "
+                      "trained on.")
+
+
+def read_pose_file(path: str | Path) -> dict[int, np.ndarray]:
+    """``{index: 4x4 world <- LiDAR}`` from a text file of 12 (3x4 row-major) or 13 (index first) numbers a line."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f'poses={path}: no such file; pass a text file of world <- LiDAR poses, 12 numbers a line')
+    poses: dict[int, np.ndarray] = {}
+    for line_number, line in enumerate(path.read_text().splitlines(), start=1):
+        values = line.split('#', 1)[0].split()
+        if not values:
+            continue
+        try:
+            numbers = [float(v) for v in values]
+        except ValueError:
+            raise DataError(f'{path}:{line_number}: not numbers; a pose is 12 numbers (3x4 row by row), '
+                            'optionally after its frame index') from None
+        if len(numbers) not in (12, 13):
+            raise DataError(f'{path}:{line_number}: {len(numbers)} numbers; a pose is 12 (3x4 row by row), '
+                            'optionally after its frame index')
+        index = int(numbers[0]) if len(numbers) == 13 else len(poses)
+        matrix = np.eye(4)
+        matrix[:3] = np.asarray(numbers[-12:]).reshape(3, 4)
+        poses[index] = matrix
+    if not poses:
+        raise DataError(f'{path}: no pose in the file')
+    return poses
+
+
+def _need_poses(poses: dict[int, np.ndarray], indices: set[int], what: str) -> None:
+    missing = sorted(indices - set(poses))
+    if missing:
+        raise DataError(f'poses: no pose for {what} {missing[0]} (and {len(missing) - 1} more); the file must cover '
+                        'every target frame and its neighbours')
+
+
+def tf_trajectory_poses(path: str | Path, child_frame: str, stamps_ns: list[int]) -> np.ndarray:
+    """world <- ``child_frame`` at each stamp (N,4,4) from a bag's /tf (interpolated) and /tf_static, walking
+    from the child up to the root of its tree (module docstring, ``poses=tf``)."""
+    from scipy.spatial.transform import Rotation, Slerp
+
+    from depth_completion_ros.ros import bagio
+
+    static: dict[str, tuple[str, np.ndarray]] = {}                 # child -> (parent, parent <- child)
+    dynamic: dict[str, tuple[str, list[int], list[np.ndarray]]] = {}
+    for message, msg in bagio.read_messages(path, ['/tf', '/tf_static']):
+        for tf in msg.transforms:
+            matrix = RigidTransform.from_transform_msg(tf).matrix
+            parent, child = tf.header.frame_id.lstrip('/'), tf.child_frame_id.lstrip('/')
+            if message.topic == '/tf_static':
+                static[child] = (parent, matrix)
+            else:
+                stamp = int(tf.header.stamp.sec) * 1_000_000_000 + int(tf.header.stamp.nanosec)
+                entry = dynamic.setdefault(child, (parent, [], []))
+                entry[1].append(stamp)
+                entry[2].append(matrix)
+    if not dynamic:
+        raise DataError(f'bag:{path}: poses=tf needs odometry on /tf (e.g. odom -> base_link); the bag has none')
+    stamps = np.asarray(stamps_ns, np.int64)
+    result = np.repeat(np.eye(4)[None], len(stamps), axis=0)
+    frame, seen = child_frame.lstrip('/'), set()
+    moved = False
+    while frame in static or frame in dynamic:
+        if frame in seen:
+            raise DataError(f'bag:{path}: /tf has a loop at {frame!r}')
+        seen.add(frame)
+        if frame in dynamic:
+            parent, times, matrices = dynamic[frame]
+            # sorted, one pose per stamp (a stamp repeated, e.g. by two publishers, keeps its last pose)
+            times_arr, last = np.unique(np.asarray(times, np.int64)[::-1], return_index=True)
+            stack = np.asarray(matrices)[::-1][last]
+            if stamps.min() < times_arr[0] or stamps.max() > times_arr[-1]:
+                raise DataError(f'bag:{path}: /tf {parent} -> {frame} spans {times_arr[0]}..{times_arr[-1]} ns but '
+                                f'clouds run {stamps.min()}..{stamps.max()} ns; record the odometry for the whole bag')
+            seconds = (times_arr - times_arr[0]) / 1e9
+            at = (stamps - times_arr[0]) / 1e9
+            rotations = Slerp(seconds, Rotation.from_matrix(stack[:, :3, :3]))(at).as_matrix() \
+                if len(seconds) > 1 else np.repeat(stack[:1, :3, :3], len(at), axis=0)
+            translations = np.stack([np.interp(at, seconds, stack[:, axis, 3]) for axis in range(3)], axis=-1)
+            step = np.repeat(np.eye(4)[None], len(stamps), axis=0)
+            step[:, :3, :3], step[:, :3, 3] = rotations, translations
+            moved = True
+        else:
+            parent, matrix = static[frame]
+            step = np.broadcast_to(matrix, (len(stamps), 4, 4))
+        result = step @ result                                     # parent <- ... <- child
+        frame = parent
+    if not moved:
+        raise DataError(f'bag:{path}: no /tf odometry above {child_frame!r} (its frames: {sorted(seen)})')
+    return result
 
 
 def relative_camera_pose(world_from_lidar_target: np.ndarray, world_from_lidar_source: np.ndarray,
@@ -60,7 +162,7 @@ class KittiRawSequence:
     """Targets of a KITTI raw drive with their neighbours and KISS-ICP camera motion (module docstring)."""
 
     def __init__(self, root: str | Path, frames: FrameSelection | None = None, neighbours: int = 1,
-                 progress: bool = True) -> None:
+                 progress: bool = True, poses: dict[int, np.ndarray] | None = None) -> None:
         from depth_completion_ros.data.accumulate import KittiRawAccumulated
 
         if neighbours < 1:
@@ -77,6 +179,10 @@ class KittiRawSequence:
         if not self.targets:
             raise DataError(f'kitti-raw:{root}: no selected frame has all its neighbours (frame numbers '
                             f'{self.offsets}) selected too; select consecutive frames, e.g. ?frames=0-29')
+        self.given_poses = poses                 # world <- LiDAR by frame number; None: KISS-ICP
+        if poses is not None:
+            numbers = {int(self.odometry.numbers[i]) for target, sources in self.targets for i in (target, *sources)}
+            _need_poses(poses, numbers, 'frame')
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -88,9 +194,14 @@ class KittiRawSequence:
         position, sources = self.targets[index]
         sample = self.drive[position]
         assert sample.T_cam_points is not None
-        poses, start = self.odometry.poses(), self.odometry.span.start
-        motions = [relative_camera_pose(poses[position - start], poses[j - start], sample.T_cam_points)
-                   for j in sources]
+        if self.given_poses is not None:
+            number = {i: int(self.odometry.numbers[i]) for i in (position, *sources)}
+            motions = [relative_camera_pose(self.given_poses[number[position]], self.given_poses[number[j]],
+                                            sample.T_cam_points) for j in sources]
+        else:
+            poses, start = self.odometry.poses(), self.odometry.span.start
+            motions = [relative_camera_pose(poses[position - start], poses[j - start], sample.T_cam_points)
+                       for j in sources]
         images = [read_image(self.drive.items[j][0]) for j in sources]
         return SequenceFrame(sample=sample, neighbours=images, T_source_target=motions, offsets=list(self.offsets))
 
@@ -101,7 +212,7 @@ class BagSequence:
     change under the same name)."""
 
     def __init__(self, path: str | Path, frames: FrameSelection | None = None, neighbours: int = 1,
-                 progress: bool = True) -> None:
+                 progress: bool = True, poses: str | dict[int, np.ndarray] = 'kiss-icp') -> None:
         from depth_completion_ros.data.accumulate import estimate_poses
         from depth_completion_ros.data.loaders import RosbagSource
 
@@ -123,7 +234,14 @@ class BagSequence:
             raise DataError(f'bag:{path}: no selected frame has all its neighbours ({self.offsets}) selected too')
         self.first = min(chosen)
         span = range(self.first, max(chosen) + 1)   # consecutive clouds: odometry needs every step between
-        self.poses = estimate_poses([self.bag.lidar_scan(i)[0] for i in span], progress=progress)
+        if isinstance(poses, dict):
+            _need_poses(poses, {i for target, sources in self.targets for i in (target, *sources)}, 'pair')
+            self.poses = np.stack([poses.get(i, np.eye(4)) for i in span])
+        elif poses == 'tf':
+            stamps_frames = [self.bag.depth_stamp_and_frame(i) for i in span]
+            self.poses = tf_trajectory_poses(path, stamps_frames[0][1], [stamp for stamp, _ in stamps_frames])
+        else:
+            self.poses = estimate_poses([self.bag.lidar_scan(i)[0] for i in span], progress=progress)
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -152,9 +270,14 @@ def open_sequence(spec: str, neighbours: int = 1, progress: bool = True) -> Kitt
     if not parsed.location:
         raise DataError(f'data spec {spec!r}: no location; write {parsed.kind}:<folder>')
     frames = FrameSelection.parse(parsed.take('frames'))
+    pose_source = parsed.take('poses') or 'kiss-icp'
     parsed.check_used()
+    if pose_source == 'tf' and parsed.kind != 'bag':
+        raise DataError(f'{spec}: poses=tf reads a bag\'s /tf; a {parsed.kind} folder has none (use poses=FILE)')
+    poses = pose_source if pose_source in ('kiss-icp', 'tf') else read_pose_file(pose_source)
     if parsed.kind == 'bag':
         if not Path(parsed.location).exists():
             raise DataError(f'bag: {parsed.location} does not exist; pass a rosbag2 folder (with metadata.yaml)')
-        return BagSequence(parsed.location, frames, neighbours=neighbours, progress=progress)
-    return KittiRawSequence(parsed.location, frames, neighbours=neighbours, progress=progress)
+        return BagSequence(parsed.location, frames, neighbours=neighbours, progress=progress, poses=poses)
+    return KittiRawSequence(parsed.location, frames, neighbours=neighbours, progress=progress,
+                            poses=None if isinstance(poses, str) else poses)
