@@ -227,3 +227,25 @@ def test_complete_reads_npy_and_16_bit_png_and_writes_kitti_png(fixtures: Path, 
                      '--out', str(tmp_path / 'd.npy')]) == 2
     errors = capsys.readouterr().err.strip().splitlines()
     assert len(errors) == 2 and 'use a .npy or .png' in errors[0] and 'bottom:HxW' in errors[1]
+
+
+def test_a_base_checkpoint_in_the_authors_names_imports_and_runs(fixtures: Path, tmp_path: Path) -> None:
+    """No Base fixture exists: the authors' key names are the same for every variant (only widths change), so a
+    Base state dict under their names is built from the Mini fixture's keys; it imports as base (DataParallel
+    prefix and all), is refused as mini naming base, and runs on a real frame at a size that is no multiple of 16."""
+    names = [k.removeprefix('module.') for k in torch.load(fixtures / 'mini' / 'checkpoint.pt', weights_only=True)]
+    torch.manual_seed(0)
+    ours = build_model('base').state_dict()
+    theirs = {f'module.{name}': ours[our_key(name)].clone() for name in names}
+    path = tmp_path / 'LRRU_Base.pt'
+    torch.save(theirs, path)
+    state, metadata = read_authors_checkpoint(path, 'base')
+    assert all(torch.equal(state[k], ours[k]) for k in ours) and metadata['prefill'] == 'lrru_authors'
+    with pytest.raises(ValueError, match='LRRU-mini expects.*it fits LRRU-base'):
+        read_authors_checkpoint(path, 'mini')
+    model = build_model('base')
+    model.load_state_dict(state)
+    rgb, dep, ip, clear = (t[..., 100:170, 300:437] for t in network_inputs(fixtures))   # 70 x 137 pixels
+    with torch.inference_mode():
+        outputs = model.eval()(rgb, dep, ip, clear)
+    assert [tuple(o.shape) for o in outputs] == [(1, 1, 70, 137)] * 4 and all(torch.isfinite(o).all() for o in outputs)
