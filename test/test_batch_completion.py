@@ -12,9 +12,13 @@ from depth_completion_ros.core.kitti import kitti_sparse_depth, load_kitti_objec
 from depth_completion_ros.model.inference import DepthCompleter
 from depth_completion_ros.pipeline import DepthCompletionPipeline, PipelineSettings
 
-# float32 sums in another order (a batch of 2 may pick other convolution kernels than a batch of 1) move a
-# value by an ulp; through four updates that stays well under 1e-4 m at these depths (<= 80 m).
-TOLERANCE_M = 1e-4
+# A batch of 2 may run other convolution kernels than a batch of 1 (which ones depends on the CPU's oneDNN
+# dispatch): float32 sums in another order move a value by an ulp (7.6e-6 m at 64 m), and at depth edges an
+# update step's sampling weights amplify that into the next step. Measured here (AMD, AVX2): max 3.8e-5 m,
+# mean 2e-7 m; channels-first vs channels_last of one network differ by up to 1.1e-4 m at edges
+# (test_tdu.py). The bounds leave an order of magnitude for other CPUs' kernels: max 1e-3 m, mean 1e-5 m.
+TOLERANCE_M = 1e-3
+MEAN_TOLERANCE_M = 1e-5
 
 
 @pytest.fixture(scope='module')
@@ -43,7 +47,8 @@ def test_completer_batch_equals_each_frame_alone(two_frames: list, band: str, ra
         assert together.timings_ms['batch'] == 2 and together.depth.shape == alone.depth.shape
         assert np.array_equal(together.prefill, alone.prefill)
         if band == 'off':
-            assert float(np.abs(together.depth - alone.depth).max()) <= TOLERANCE_M
+            difference = np.abs(together.depth - alone.depth)
+            assert float(difference.max()) <= TOLERANCE_M and float(difference.mean()) <= MEAN_TOLERANCE_M
         else:   # the batch runs on the union of the bands: inside each frame's own band within the band tolerance
             start, stop = alone.band
             inside = np.abs(together.depth[start:stop] - alone.depth[start:stop])
