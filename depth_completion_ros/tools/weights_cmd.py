@@ -29,8 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                     'model_dcnv2.py layout, with or without the DataParallel "module." prefix) into this '
                     'package\'s safetensors weights. Only tensors are read (torch.load weights_only=True). The '
                     'checkpoints are linked from the README of https://github.com/YufeiWang777/LRRU (download them '
-                    'yourself: this package ships none); their names say the variant (e.g. LRRU_Mini -> --variant '
-                    'mini).')
+                    'yourself: this package ships none); pass the variant its link names (Mini, Tiny, Small, '
+                    'Base).')
     importer.add_argument('checkpoint', help='the downloaded checkpoint file')
     importer.add_argument('--variant', required=True, choices=VARIANT_CHOICES,
                           help='which LRRU variant the checkpoint is (Mini, Tiny, Small or Base)')
