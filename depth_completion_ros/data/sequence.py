@@ -86,23 +86,24 @@ def _need_poses(poses: dict[int, np.ndarray], indices: set[int], what: str) -> N
 def tf_trajectory_poses(path: str | Path, child_frame: str, stamps_ns: list[int]) -> np.ndarray:
     """world <- ``child_frame`` at each stamp (N,4,4) from a bag's /tf (interpolated) and /tf_static, walking
     from the child up to the root of its tree (module docstring, ``poses=tf``)."""
+    from rosbags.highlevel import AnyReader
     from scipy.spatial.transform import Rotation, Slerp
-
-    from depth_completion_ros.ros import bagio
 
     static: dict[str, tuple[str, np.ndarray]] = {}                 # child -> (parent, parent <- child)
     dynamic: dict[str, tuple[str, list[int], list[np.ndarray]]] = {}
-    for message, msg in bagio.read_messages(path, ['/tf', '/tf_static']):
-        for tf in msg.transforms:
-            matrix = RigidTransform.from_transform_msg(tf).matrix
-            parent, child = tf.header.frame_id.lstrip('/'), tf.child_frame_id.lstrip('/')
-            if message.topic == '/tf_static':
-                static[child] = (parent, matrix)
-            else:
-                stamp = int(tf.header.stamp.sec) * 1_000_000_000 + int(tf.header.stamp.nanosec)
-                entry = dynamic.setdefault(child, (parent, [], []))
-                entry[1].append(stamp)
-                entry[2].append(matrix)
+    with AnyReader([Path(path)]) as reader:                          # the loaders' reader (data/ stays ROS-free)
+        connections = [c for c in reader.connections if c.topic in ('/tf', '/tf_static')]
+        for connection, _time, raw in reader.messages(connections=connections):
+            for tf in reader.deserialize(raw, connection.msgtype).transforms:
+                matrix = RigidTransform.from_transform_msg(tf).matrix
+                parent, child = tf.header.frame_id.lstrip('/'), tf.child_frame_id.lstrip('/')
+                if connection.topic == '/tf_static':
+                    static[child] = (parent, matrix)
+                else:
+                    stamp = int(tf.header.stamp.sec) * 1_000_000_000 + int(tf.header.stamp.nanosec)
+                    entry = dynamic.setdefault(child, (parent, [], []))
+                    entry[1].append(stamp)
+                    entry[2].append(matrix)
     if not dynamic:
         raise DataError(f'bag:{path}: poses=tf needs odometry on /tf (e.g. odom -> base_link); the bag has none')
     stamps = np.asarray(stamps_ns, np.int64)
