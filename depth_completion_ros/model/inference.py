@@ -207,7 +207,6 @@ class DepthCompleter:
         if self.device.type == 'cuda':
             torch.cuda.synchronize(self.device)
 
-    @torch.inference_mode()
     def complete(self, rgb: np.ndarray, sparse: np.ndarray, raw: bool = False, band: str | None = None,
                  rows_above: int = 0, rows_below: int | None = None) -> Completion:
         """``rgb`` HxWx3 uint8 RGB, ``sparse`` HxW float32 metres (0 = none) -> :class:`Completion`.
@@ -216,54 +215,8 @@ class DepthCompleter:
         ``band``: overrides the constructor's ``band`` for this frame (None: keep it). ``rows_above`` /
         ``rows_below``: the rows the caller's validity keeps above the highest / below the lowest measurement
         (:func:`core.band.network_band`); the band must contain them, since outside it the output is 0."""
-        if sparse.ndim != 2:
-            raise ValueError(f'sparse depth must be HxW, got shape {sparse.shape}')
-        if not self.prefill_only and (rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.shape[:2] != sparse.shape):
-            raise ValueError(f'rgb must be HxWx3 matching sparse {sparse.shape}, got {rgb.shape}')
-        band = self.band if band is None else band
-        if band not in BAND_MODES:
-            raise ValueError(f'band must be one of {", ".join(BAND_MODES)}, got {band!r}')
-        timings: dict[str, float] = {}
-        start = time.perf_counter()
-        sparse_t = torch.from_numpy(np.ascontiguousarray(sparse, dtype=np.float32)).to(self.device)[None, None]
-        sparse_t = torch.nan_to_num(sparse_t, nan=0.0, posinf=0.0, neginf=0.0).clamp(min=0.0)
-        dense, anchors = run_prefill(sparse_t, method=self.prefill_method)
-        self._sync()
-        timings['prefill'] = (time.perf_counter() - start) * 1e3
-        prefill_np = dense[0, 0].float().cpu().numpy()
-        if self.prefill_only or self.model is None:
-            timings['network'] = 0.0
-            timings['total'] = timings['prefill']
-            return Completion(depth=prefill_np.copy(), prefill=prefill_np, timings_ms=timings)
+        return self._complete_same_size([(rgb, sparse)], raw, band, rows_above, rows_below)[0]
 
-        start = time.perf_counter()
-        height = sparse.shape[0]
-        # The prefill ran on the whole frame (cheap, and validity/previews use all of it): cropping it keeps the
-        # band's prefill equal to the full frame's, where a prefill of the band alone would differ at its edges.
-        rows = (network_band(sparse_t[0, 0].cpu().numpy(), rows_above, rows_below, self.band_margin_px)
-                if band == 'auto' else (0, height))
-        crop = slice(*rows)
-        rgb_t = torch.from_numpy(np.ascontiguousarray(rgb[crop])).to(self.device).permute(2, 0, 1)[None].float()
-        if self.channels_last:
-            rgb_t = rgb_t.contiguous(memory_format=torch.channels_last)
-        with self._autocast():
-            outputs = self._run_network(rgb_t, sparse_t[..., crop, :], dense[..., crop, :], anchors[..., crop, :])
-        depth = outputs[-1][0, 0].float()
-        if not raw:
-            # The residual updates are unbounded and can overshoot to ~0 or negative depth far from any measurement
-            # (seen on NYU-density input). Nothing in the frame supports a surface nearer than the nearest measured
-            # point, so that is the floor: it keeps zero/negative depths (and iRMSE blow-ups) out of the output.
-            measured = anchors[anchors > VALID_THRESHOLD]
-            floor = measured.min() if measured.numel() else torch.tensor(VALID_THRESHOLD, device=depth.device)
-            depth = torch.maximum(depth, floor)
-        if rows != (0, height):       # outside the band: unknown, as validity makes those rows anyway
-            depth = torch.nn.functional.pad(depth, (0, 0, rows[0], height - rows[1]))
-        self._sync()
-        timings['network'] = (time.perf_counter() - start) * 1e3
-        timings['total'] = timings['prefill'] + timings['network']
-        return Completion(depth=depth.cpu().numpy(), prefill=prefill_np, timings_ms=timings, band=rows)
-
-    @torch.inference_mode()
     def complete_batch(self, frames: list[tuple[np.ndarray, np.ndarray]], raw: bool = False,
                        band: str | None = None, rows_above: int = 0,
                        rows_below: int | None = None) -> list[Completion]:
@@ -273,8 +226,17 @@ class DepthCompleter:
         runs on the union of the frames' bands, so each frame's kept rows are inside it."""
         if len(frames) < 2 or self.prefill_only or self.model is None or len({s.shape for _, s in frames}) > 1:
             return [self.complete(rgb, sparse, raw, band, rows_above, rows_below) for rgb, sparse in frames]
+        return self._complete_same_size(frames, raw, band, rows_above, rows_below)
+
+    @torch.inference_mode()
+    def _complete_same_size(self, frames: list[tuple[np.ndarray, np.ndarray]], raw: bool, band: str | None,
+                            rows_above: int, rows_below: int | None) -> list[Completion]:
+        """:meth:`complete` of one frame, or of a batch of frames of one size in one forward pass (times per frame;
+        a batch's timings also carry ``batch``: how many frames shared the pass)."""
         for rgb, sparse in frames:
-            if sparse.ndim != 2 or rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.shape[:2] != sparse.shape:
+            if sparse.ndim != 2:
+                raise ValueError(f'sparse depth must be HxW, got shape {sparse.shape}')
+            if not self.prefill_only and (rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.shape[:2] != sparse.shape):
                 raise ValueError(f'rgb must be HxWx3 matching sparse {sparse.shape}, got {rgb.shape}')
         band = self.band if band is None else band
         if band not in BAND_MODES:
@@ -287,8 +249,15 @@ class DepthCompleter:
         self._sync()
         prefill_ms = (time.perf_counter() - start) * 1e3 / count
         prefill_np = dense[:, 0].float().cpu().numpy()
+        if self.prefill_only or self.model is None:
+            timings = {'prefill': prefill_ms, 'network': 0.0, 'total': prefill_ms}
+            return [Completion(depth=prefill_np[i].copy(), prefill=prefill_np[i], timings_ms=dict(timings))
+                    for i in range(count)]
 
         start = time.perf_counter()
+        # The prefill ran on the whole frame (cheap, and validity/previews use all of it): cropping it keeps the
+        # band's prefill equal to the full frame's, where a prefill of the band alone would differ at its edges.
+        # A batch runs on the union of its frames' bands.
         if band == 'auto':
             bands = [network_band(s[0].cpu().numpy(), rows_above, rows_below, self.band_margin_px) for s in sparse_t]
             rows = (min(b[0] for b in bands), max(b[1] for b in bands))
@@ -302,15 +271,21 @@ class DepthCompleter:
         with self._autocast():
             outputs = self._run_network(rgb_t, sparse_t[..., crop, :], dense[..., crop, :], anchors[..., crop, :])
         depth = outputs[-1][:, 0].float()                                                           # B,h,W
-        if not raw:   # each frame's own floor: its nearest measurement (see complete)
+        if not raw:
+            # The residual updates are unbounded and can overshoot to ~0 or negative depth far from any measurement
+            # (seen on NYU-density input). Nothing in the frame supports a surface nearer than the nearest measured
+            # point, so that is the floor (each frame its own): it keeps zero/negative depths (and iRMSE blow-ups)
+            # out of the output.
             floors = torch.stack([a[a > VALID_THRESHOLD].min() if bool((a > VALID_THRESHOLD).any())
                                   else a.new_tensor(VALID_THRESHOLD) for a in anchors[:, 0]])
             depth = torch.maximum(depth, floors.view(-1, 1, 1))
-        if rows != (0, height):
+        if rows != (0, height):       # outside the band: unknown, as validity makes those rows anyway
             depth = torch.nn.functional.pad(depth, (0, 0, rows[0], height - rows[1]))
         self._sync()
         network_ms = (time.perf_counter() - start) * 1e3 / count
         depth_np = depth.cpu().numpy()
-        timings = {'prefill': prefill_ms, 'network': network_ms, 'total': prefill_ms + network_ms, 'batch': count}
+        timings = {'prefill': prefill_ms, 'network': network_ms, 'total': prefill_ms + network_ms}
+        if count > 1:
+            timings['batch'] = count
         return [Completion(depth=depth_np[i], prefill=prefill_np[i], timings_ms=dict(timings), band=rows)
                 for i in range(count)]
