@@ -405,7 +405,10 @@ class DepthCompletionCore(NodeParameters):
             for group in _same_size_groups(prepared):
                 self._complete_and_publish_batch(group)
             return
-        for item in prepared:
+        self._complete_in_turn(prepared)
+
+    def _complete_in_turn(self, items: list[PreparedFrame]) -> None:
+        for item in items:
             with self._frame_guard(item.camera):
                 self._complete_and_publish(item)
 
@@ -414,16 +417,13 @@ class DepthCompletionCore(NodeParameters):
         falls back to the frames in turn, so one bad frame costs only itself."""
         assert self.pipeline is not None
         if len(items) == 1:
-            with self._frame_guard(items[0].camera):
-                self._complete_and_publish(items[0])
+            self._complete_in_turn(items)
             return
         start = time.perf_counter()
         try:
             outputs = self.pipeline.complete_batch([(i.rgb, i.sparse, i.model, i.sensor_fov) for i in items])
         except Exception:  # each frame then meets its own error, counted for its camera
-            for item in items:
-                with self._frame_guard(item.camera):
-                    self._complete_and_publish(item)
+            self._complete_in_turn(items)
             return
         batch_ms = elapsed_ms(start) / len(items)
         for item, output in zip(items, outputs, strict=True):
