@@ -169,18 +169,10 @@ def machine_profile() -> dict[str, Any]:
 
     import torch
 
-    model = vendor = ''
-    try:
-        with open('/proc/cpuinfo', encoding='utf-8') as handle:
-            for line in handle:
-                key, _, value = line.partition(':')
-                if key.strip() == 'model name' and not model:
-                    model = value.strip()
-                elif key.strip() == 'vendor_id' and not vendor:
-                    vendor = value.strip()
-    except OSError:                      # not Linux: platform's word is all there is
-        model = platform.processor()
-    return {'cpu_model': model, 'vendor': vendor, 'simd': torch.backends.cpu.get_cpu_capability(),
+    from depth_completion_ros.tools.bench.machine import cpu_model, cpuinfo_field
+
+    return {'cpu_model': cpu_model(), 'vendor': cpuinfo_field('vendor_id'),
+            'simd': torch.backends.cpu.get_cpu_capability(),
             'onednn': bool(torch.backends.mkldnn.is_available()), 'torch_threads': torch.get_num_threads(),
             'omp_wait_policy': os.environ.get('OMP_WAIT_POLICY', ''), 'machine': platform.machine()}
 

@@ -15,13 +15,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from depth_completion_ros.tools.bench.machine import cpu_model
 
 REFERENCES = ('opencv_fill_in_fast', 'scipy_griddata_linear')
 
@@ -85,17 +86,6 @@ def method_functions(sparse: np.ndarray) -> dict[str, Callable[[], Any]]:
     functions['opencv_fill_in_fast'] = lambda: core_prefill.fill_in_fast_cv2(sparse, fill_holes=False)
     functions['scipy_griddata_linear'] = lambda: griddata_linear(sparse)
     return functions
-
-
-def cpu_model() -> str:
-    """The CPU's model name as lscpu prints it (ratios only compare within one machine)."""
-    try:
-        for line in Path('/proc/cpuinfo').read_text().splitlines():
-            if line.lower().startswith('model name'):
-                return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def bench(frames: list[str], runs: int, only: list[str] | None = None) -> list[dict[str, Any]]:
