@@ -29,8 +29,7 @@ def two_frames(kitti_object_dir: Path) -> list[tuple[np.ndarray, np.ndarray, Cam
         frame = load_kitti_object_frame(kitti_object_dir, name)
         sparse = np.ascontiguousarray(kitti_sparse_depth(frame)[-160:, 300:780], np.float32)
         rgb = np.ascontiguousarray(frame.rgb[-160:, 300:780])
-        K = [[700.0, 0.0, 240.0], [0.0, 700.0, 80.0], [0.0, 0.0, 1.0]]
-        camera = CameraModel(width=480, height=160, K=K, P=[[*K[0], 0.0], [*K[1], 0.0], [*K[2], 0.0]])
+        camera = CameraModel.from_intrinsics(700.0, 700.0, 240.0, 80.0, 480, 160)
         frames.append((rgb, sparse, camera))
     assert not np.array_equal(frames[0][1], frames[1][1])
     return frames

@@ -158,8 +158,7 @@ def apply_node_validity(depth: np.ndarray, sparse: np.ndarray) -> np.ndarray:
 
     height, width = sparse.shape
     focal = float(max(height, width))
-    K = [[focal, 0.0, width / 2.0], [0.0, focal, height / 2.0], [0.0, 0.0, 1.0]]
-    camera = CameraModel(width=width, height=height, K=K, P=[[*K[0], 0.0], [*K[1], 0.0], [*K[2], 0.0]])
+    camera = CameraModel.from_intrinsics(focal, focal, width / 2.0, height / 2.0, width, height)
     known = np.isfinite(depth) & (depth > 0)
     masked, _ = apply_validity(np.where(known, depth, np.float32(0.0)), sparse, camera, ValiditySettings())
     return np.where(masked > 0, masked, np.float32(np.nan)).astype(np.float32)
