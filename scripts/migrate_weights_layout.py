@@ -16,11 +16,26 @@ import sys
 
 import torch
 from safetensors.torch import load_file
+from torch import nn
 
 from depth_completion_ros.model import build_model, save_weights
+from depth_completion_ros.model.inference import _fold_batch_norm
 from depth_completion_ros.model.weights import read_metadata
 
 FOLDED = re.compile(r'updates\.(\d)\.(depth_encoder\.[01]|guide_encoder\.[01]|fuse\.0)\.0\.weight')
+
+
+def folded_conv(weight: torch.Tensor, old: dict[str, torch.Tensor], bn: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(weight, bias) of a bias-free 3x3 conv with the BatchNorm ``bn`` folded in, by the inference path's own
+    folding (``model.inference._fold_batch_norm``)."""
+    conv = nn.Conv2d(weight.shape[1], weight.shape[0], 3, padding=1, bias=False)
+    norm = nn.BatchNorm2d(weight.shape[0])
+    with torch.no_grad():
+        conv.weight.copy_(weight)
+        for name in ('weight', 'bias', 'running_mean', 'running_var'):
+            getattr(norm, name).copy_(old[f'{bn}.{name}'])
+    fused = _fold_batch_norm(conv, norm)
+    return fused.weight.detach(), fused.bias.detach()
 
 
 def migrate(old: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -35,9 +50,7 @@ def migrate(old: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             continue                                          # the dropped 3x3 convs of steps 1-3
         elif FOLDED.fullmatch(key):
             prefix = key[:-len('.0.weight')]
-            scale = old[f'{prefix}.1.weight'] / torch.sqrt(old[f'{prefix}.1.running_var'] + 1e-5)
-            new[key] = tensor * scale.view(-1, 1, 1, 1)
-            new[f'{prefix}.0.bias'] = old[f'{prefix}.1.bias'] - old[f'{prefix}.1.running_mean'] * scale
+            new[key], new[f'{prefix}.0.bias'] = folded_conv(tensor, old, f'{prefix}.1')
         elif re.search(r'updates\.\d\.(depth_encoder\.[01]|guide_encoder\.[01]|fuse\.0)\.1\.', key):
             continue                                          # folded above
         else:
