@@ -393,13 +393,14 @@ class RosbagSource:
         from depth_completion_ros.core.projection import project_points
 
         i, j = self.pairs[index]
-        stamp, image_msg = self._images[i]
+        stamp = self._images[i][0]
         depth_msg = self._depths[j][1]
-        rgb = image_to_rgb(image_msg)
+        rgb = self.image(index)
         camera = self.camera_for(index)
         if (camera.height, camera.width) != rgb.shape[:2]:
             raise ValueError(f'{self.path}: image {stamp} is {rgb.shape[1]}x{rgb.shape[0]} but its camera_info says '
                              f'{camera.width}x{camera.height}; record the camera_info of every frame')
+        T: RigidTransform | None = None
         if self.points_topic is not None:
             xyz, T = self.lidar_scan(index)
             sparse = project_points(T.apply(xyz), camera)
@@ -407,7 +408,12 @@ class RosbagSource:
             sparse = depth_image_to_metres(depth_msg)
             if sparse.shape != rgb.shape[:2]:
                 raise ValueError(f'{self.path}: depth {sparse.shape} is not registered to the image {rgb.shape[:2]}')
-        return Sample(rgb=rgb, sparse=sparse.astype(np.float32), gt=None, camera=camera, name=str(stamp))
+        return Sample(rgb=rgb, sparse=sparse.astype(np.float32), gt=None, camera=camera, name=str(stamp),
+                      T_cam_points=T)
+
+    def image(self, index: int) -> np.ndarray:
+        """Pair ``index``'s camera image alone (HxWx3 uint8 RGB), without decoding its cloud."""
+        return image_to_rgb(self._images[self.pairs[index][0]][1])
 
 
 # ---------------------------------------------------------------------------------------------- spec parsing

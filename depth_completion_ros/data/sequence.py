@@ -252,12 +252,13 @@ class BagSequence:
 
     def __getitem__(self, index: int) -> SequenceFrame:
         position, sources = self.targets[index]
-        _, T_cam_lidar = self.bag.lidar_scan(position)
-        sample = self.bag[position]
-        sample.T_cam_points, sample.index = T_cam_lidar, position
+        sample = self.bag[position]                  # a point-cloud bag: carries camera <- LiDAR (T_cam_points)
+        sample.index = position
+        T_cam_lidar = sample.T_cam_points
+        assert T_cam_lidar is not None
         motions = [relative_camera_pose(self.poses[position - self.first], self.poses[j - self.first], T_cam_lidar)
                    for j in sources]
-        images = [self.bag[j].rgb for j in sources]
+        images = [self.bag.image(j) for j in sources]  # the neighbours' pixels only: no cloud to decode
         return SequenceFrame(sample=sample, neighbours=images, T_source_target=motions, offsets=list(self.offsets))
 
 
