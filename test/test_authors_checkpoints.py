@@ -125,6 +125,11 @@ def test_import_then_complete_reproduces_the_authors_prediction(fixtures: Path, 
     reference = np.load(fixtures / 'tiny' / 'expected.npz')['results_3'][0, 0]
     diff = np.abs(prediction - reference)
     assert prediction.dtype == np.float32 and diff.max() <= MAX_M and diff.mean() <= MEAN_M, (diff.max(), diff.mean())
+    # --prefill-only runs the weights' own prefill (theirs), the fixture's ip
+    assert cli_main(['complete', '--weights', 'lrru_tiny_authors', '--rgb', str(fixtures / 'frame' / 'rgb.png'),
+                     '--sparse', str(fixtures / 'frame' / 'velodyne_raw.png'), '--crop', 'bottom:352x1216',
+                     '--validity', 'off', '--prefill-only', '--out', str(tmp_path / 'ip.npy')]) == 0
+    assert float(np.abs(np.load(tmp_path / 'ip.npy') - np.load(fixtures / 'inputs.npz')['ip']).max()) <= 1e-4
     # validity on: the same frame with the node's NaN rules (nothing above the scan is kept)
     masked = tmp_path / 'masked.npy'
     assert cli_main(['complete', '--weights', str(imported), '--rgb', str(fixtures / 'frame' / 'rgb.png'),

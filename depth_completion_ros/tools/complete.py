@@ -124,9 +124,11 @@ def main(args: argparse.Namespace) -> int:
     if not (sparse > 0).any():
         raise CliError(f'{args.sparse}: no measurement in the frame (check --depth-scale and --crop)')
     weights, why = choose_weights(args.weights, sparse)
-    variant = str(read_metadata(resolve_weights(weights))['variant'])
+    stored = read_metadata(resolve_weights(weights))
+    variant = str(stored['variant'])
+    # The weights' own prefill also without the network (a prefill-only completer loads no metadata itself)
     completer = DepthCompleter(variant=variant, weights=weights, device=args.device,
-                               prefill_only=args.prefill_only)
+                               prefill_only=args.prefill_only, prefill_method=str(stored['prefill']))
     print(f'weights {weights} ({why}), variant {variant}, prefill {completer.prefill_method}, '
           f'{sparse.shape[1]}x{sparse.shape[0]}')
     completion = completer.complete(rgb, sparse, raw=args.validity == 'off')
