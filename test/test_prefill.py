@@ -304,6 +304,62 @@ def test_remove_outliers_identical_to_conv_version(kitti_sparse: list[np.ndarray
         assert torch.equal(remove_outliers(x, windows=(size,)), expected), size
 
 
+def test_remove_outliers_by_point_pairs_identical_to_image_sums(kitti_sparse: list[np.ndarray],
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    def bits(t: torch.Tensor) -> torch.Tensor:
+        return t.contiguous().view(torch.int32)
+
+    taken = []
+    by_pairs = prefill_module._remove_outliers_by_pairs
+    monkeypatch.setattr(prefill_module, '_remove_outliers_by_pairs',
+                        lambda *args: taken.append(args[0].shape) or by_pairs(*args))
+    # A KITTI scan (~4 % of the pixels) is decided from point pairs, and equals the image-sum formulation.
+    for sparse in kitti_sparse:
+        x = torch.from_numpy(sparse)[None, None]
+        got = remove_outliers(x)
+        assert taken and taken[-1] == sparse.shape
+        assert torch.equal(bits(got), bits(conv_remove_outliers(x, sum_dtype=torch.float64)))
+    # Sparse random maps: distinct depths, ties, negatives, image edges, batches, other windows.
+    generator = torch.Generator().manual_seed(5)
+    for shape in [(1, 1, 1, 1), (1, 1, 2, 3), (2, 1, 17, 29), (1, 1, 64, 1), (1, 1, 1, 50), (2, 1, 300, 400)]:
+        for density in (0.01, 0.05, 0.14):
+            present = torch.rand(shape, generator=generator) < density
+            for values in (torch.rand(shape, generator=generator) * 80,
+                           torch.randint(1, 4, shape, generator=generator).float(),
+                           torch.rand(shape, generator=generator) * 80 - 20):
+                x = torch.where(present, values, torch.zeros(shape))
+                calls = len(taken)
+                for windows in ((7, 9, 13), (3, 5, 25), (1,)):
+                    got = remove_outliers(x, windows=windows)
+                    expected = conv_remove_outliers(x, sum_dtype=torch.float64, windows=windows)
+                    assert torch.equal(bits(got), bits(expected)), (shape, density, windows)
+                if float((x > 0).float().mean()) <= prefill_module.POINT_PAIRS_MAX_DENSITY:
+                    assert len(taken) > calls, 'a sparse finite map must take the point-pair path'
+    # A denser map or one with NaN/inf takes the image sums.
+    calls = len(taken)
+    remove_outliers(torch.rand(1, 1, 40, 40, generator=generator) * 10)
+    with_nan = torch.from_numpy(kitti_sparse[0].copy())
+    with_nan[5, 5] = float('nan')
+    remove_outliers(with_nan)
+    assert len(taken) == calls
+
+
+def test_hole_pass_numpy_identical_to_torch(kitti_sparse: list[np.ndarray]) -> None:
+    from depth_completion_ros.core.prefill import fill_in_fast_cv2, fill_remaining_holes, fill_remaining_holes_numpy
+
+    generator = torch.Generator().manual_seed(6)
+    maps = [torch.from_numpy(fill_in_fast_cv2(sparse, fill_holes=False)) for sparse in kitti_sparse]
+    for shape in [(1, 1), (2, 3), (5, 7), (17, 29), (64, 1), (1, 50), (33, 65), (300, 401)]:
+        for density in (0.0, 0.001, 0.02, 0.3, 1.0):
+            present = torch.rand(shape, generator=generator) < density
+            maps.append(torch.where(present, torch.rand(shape, generator=generator) * 80 - 5, torch.zeros(shape)))
+    for x in maps:
+        expected = fill_remaining_holes(x[None, None])[0, 0].numpy()
+        got = fill_remaining_holes_numpy(x.numpy())
+        assert np.array_equal(got.view(np.int32), expected.view(np.int32)), tuple(x.shape)
+    assert bool((fill_remaining_holes_numpy(maps[0].numpy()) > 0.1).all())
+
+
 # ------------------------------------------------------------------ CPU ip_basic on OpenCV vs the torch version
 # The two run the same steps with the same borders; the median is exact in both (float32, every output is one of
 # the inputs), so the only difference is float rounding in the 5x5 Gaussian (OpenCV sums the separable taps in

@@ -20,6 +20,7 @@ i.e. the mean of the nearest surrounding data, in O(H*W). A map with no valid pi
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import numpy as np
@@ -245,6 +246,52 @@ def extend_top(x: torch.Tensor, mask_only: bool = False) -> torch.Tensor:
     return torch.where(above, top_value.expand_as(x), x)
 
 
+def _halve_numpy(x: np.ndarray) -> np.ndarray:
+    """``F.avg_pool2d(x, 2, ceil_mode=True)`` of an ``HxW`` float32 map, bit for bit: the four taps summed in
+    its order (rows, then columns; a zero pad adds exactly nothing) and divided by the in-image count (1, 2, 4)."""
+    height, width = x.shape
+    if height % 2 or width % 2:
+        x = np.pad(x, ((0, height % 2), (0, width % 2)))
+    total = x[0::2, 0::2] + x[0::2, 1::2]
+    total += x[1::2, 0::2]
+    total += x[1::2, 1::2]
+    divisor = np.full(total.shape, np.float32(4.0), np.float32)
+    if height % 2:
+        divisor[-1] = 2.0
+    if width % 2:
+        divisor[:, -1] /= 2.0
+    return total / divisor
+
+
+def fill_remaining_holes_numpy(depth: np.ndarray) -> np.ndarray:
+    """:func:`fill_remaining_holes` of one ``HxW`` float32 map on the CPU, with identical output (test).
+
+    The same pyramid, but a hole pixel's cell is only read at the hole pixels, and only up to the level where the
+    last of them is resolved: after ip_basic's 31x31 fill the holes are a few thousand pixels, so the upsampling
+    passes over the whole image that the batched torch version needs are skipped.
+    """
+    valid = depth > VALID_THRESHOLD
+    holes = np.flatnonzero(~valid)
+    if holes.size == 0:
+        return depth
+    hole_rows, hole_cols = np.divmod(holes, depth.shape[1])
+    sums, counts = depth * valid, valid.astype(np.float32)
+    filled = np.zeros(holes.size, np.float32)
+    pending = np.arange(holes.size)
+    level = 0
+    while pending.size and min(sums.shape) > 1:
+        sums, counts = _halve_numpy(sums), _halve_numpy(counts)
+        level += 1
+        cell = (hole_rows[pending] >> level) * sums.shape[1] + (hole_cols[pending] >> level)
+        count = counts.ravel()[cell]
+        resolved = count > 0
+        filled[pending[resolved]] = sums.ravel()[cell[resolved]] / count[resolved]
+        pending = pending[~resolved]
+    out = depth.copy()
+    out.ravel()[holes] = filled
+    return out
+
+
 def fill_remaining_holes(depth: torch.Tensor) -> torch.Tensor:
     """Give every pixel <= 0.1 the mean of the valid pixels in the smallest surrounding pyramid cell that has any.
 
@@ -367,6 +414,68 @@ def _diamond_sums(padded: torch.Tensor, radius: int) -> list[torch.Tensor]:
     return sums
 
 
+# Below this fraction of measured pixels (a LiDAR scan: 3-8 %) the decisions come from pairs of nearby points
+# (:func:`_remove_outliers_by_pairs`, ~3x faster on a KITTI scan); denser maps (depth cameras) take the image
+# passes of :func:`_diamond_sums`, whose cost does not grow with the points.
+POINT_PAIRS_MAX_DENSITY = 0.15
+
+
+@functools.lru_cache(maxsize=4)
+def _half_diamond_offsets(radius: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(dy, dx, |dy| + |dx|)`` of the diamond taps after the centre in raster order (one of each +-pair),
+    sorted by distance so that the taps of a smaller diamond come first."""
+    dy, dx = np.mgrid[-radius:radius + 1, -radius:radius + 1]
+    distance = np.abs(dy) + np.abs(dx)
+    after = ((dy > 0) | ((dy == 0) & (dx > 0))) & (distance <= radius)
+    order = np.argsort(distance[after], kind='stable')
+    return dy[after][order], dx[after][order], distance[after][order]
+
+
+def _remove_outliers_by_pairs(depth: np.ndarray, threshold: float, windows: tuple[int, ...]) -> np.ndarray:
+    """:func:`remove_outliers` of one finite ``HxW`` float32 map, from the pairs of points within the largest
+    diamond instead of image-wide sums; the same decisions bit for bit (test/test_prefill.py).
+
+    Each point's neighbours are looked up once per half-diamond offset in an image of point numbers (a pair is
+    found from its first point in raster order and counted for both). Window sums are float64 ``bincount``s over
+    the pairs, exact like :func:`_diamond_sums`'s, so they round to the same float32 whatever the order.
+    """
+    height, width = depth.shape
+    valid = depth > 0
+    values = depth * valid                                             # as the image path: -x gives -0.0
+    points = np.flatnonzero(valid)
+    radius = max(windows) // 2
+    if radius == 0 or points.size == 0:                                # no window has a neighbour
+        return values
+    padded_width = width + 2 * radius
+    numbers = np.full((height + 2 * radius) * padded_width, -1, np.int32)   # point number per pixel, -1 none
+    at = (points // width + radius) * padded_width + points % width + radius
+    numbers[at] = np.arange(points.size, dtype=np.int32)
+    first, second, pairs_within = [], [], {}
+    found = 0
+    for dy, dx, distance in zip(*_half_diamond_offsets(radius), strict=True):
+        neighbour = numbers[at + (dy * padded_width + dx)]
+        hit = np.flatnonzero(neighbour >= 0)
+        first.append(hit)
+        second.append(neighbour[hit])
+        found += hit.size
+        pairs_within[int(distance)] = found                            # pairs up to this distance come first
+    first_point, second_point = np.concatenate(first), np.concatenate(second)
+    point_depth = depth.ravel()[points]
+    point_value = point_depth.astype(np.float64)
+    outlier = np.zeros(points.size, bool)
+    for size in windows:
+        n = pairs_within.get(size // 2, 0)
+        a, b = first_point[:n], second_point[:n]
+        total = (np.bincount(a, point_value[b], points.size)
+                 + np.bincount(b, point_value[a], points.size)).astype(np.float32)
+        count = (np.bincount(a, minlength=points.size) + np.bincount(b, minlength=points.size)).astype(np.float32)
+        mean = total / np.maximum(count, np.float32(1.0))
+        outlier |= (count > 0) & (point_depth - mean > np.float32(threshold))
+    cleaned = values.ravel().copy()
+    cleaned[points[outlier]] = 0.0
+    return cleaned.reshape(height, width)
+
+
 def remove_outliers(sparse: torch.Tensor, threshold: float = 1.0,
                     windows: tuple[int, ...] = (7, 9, 13)) -> torch.Tensor:
     """LRRU ``dep_clear`` (LRRU.md §2.3): drop points behind their neighbourhood.
@@ -375,7 +484,9 @@ def remove_outliers(sparse: torch.Tensor, threshold: float = 1.0,
     ``threshold`` metres in any of the diamond windows. Typical cause: LiDAR points of a far surface seen through
     the camera's view of a nearer object (parallax between LiDAR and camera).
 
-    Window sums come from :func:`_diamond_sums` (values in float64, counts in uint8, both exact), rounded once
+    A finite float32 map on the CPU with few points (a LiDAR scan) is decided from pairs of nearby points
+    (:func:`_remove_outliers_by_pairs`); otherwise the window sums come from :func:`_diamond_sums` (values in
+    float64, counts in uint8, both exact), rounded once
     to float32 and only read at the valid pixels; the decision is the float32 ``depth - sum / count >
     threshold`` of the former ``conv2d`` formulation, whose float32 sums differ from these only by rounding.
     Non-finite values keep that formulation's behaviour too: ``conv2d`` multiplies every tap of the square
@@ -383,6 +494,12 @@ def remove_outliers(sparse: torch.Tensor, threshold: float = 1.0,
     NaN/negative inputs come out as ``depth * valid`` (NaN / -0.0).
     """
     depth, rank = _as_batch(sparse)
+    if depth.device.type == 'cpu' and depth.dtype == torch.float32 and windows and depth.numel():
+        images = depth.detach().numpy()                                  # checked in numpy: no torch overhead
+        if (np.count_nonzero(images > 0) <= POINT_PAIRS_MAX_DENSITY * images.size
+                and bool(np.isfinite(images).all())):
+            return _restore(_per_image_numpy(depth, lambda image: _remove_outliers_by_pairs(image, threshold,
+                                                                                           windows)), rank)
     valid = depth > 0
     values = depth * valid                                            # as before: NaN stays NaN, -x gives -0.0
     batch, _, height, width = depth.shape
@@ -436,7 +553,7 @@ def fill_in_fast_cv2(sparse: np.ndarray, max_depth: float = 100.0, extrapolate: 
     """:func:`fill_in_fast` on the CPU with OpenCV's morphology, median and Gaussian: ``HxW`` float32 numpy
     in, dense ``HxW`` float32 out. Same steps and borders as the torch version (module docstring); the only
     differences are float rounding in the Gaussian (separable sums in another order), < 1e-4 m
-    (test/test_prefill.py). The hole pass reuses the torch :func:`fill_remaining_holes` on the same memory."""
+    (test/test_prefill.py). The hole pass is :func:`fill_remaining_holes_numpy`, identical to the torch one."""
     import cv2
 
     if blur not in ('gaussian', 'none'):
@@ -461,7 +578,7 @@ def fill_in_fast_cv2(sparse: np.ndarray, max_depth: float = 100.0, extrapolate: 
         x = np.where(x > VALID_THRESHOLD, cv2.GaussianBlur(x, (5, 5), 0), x)
     x = np.where(x > VALID_THRESHOLD, np.float32(max_depth) - x, np.float32(0.0)).astype(np.float32)
     if fill_holes:
-        x = fill_remaining_holes(torch.from_numpy(x)[None, None])[0, 0].numpy()
+        x = fill_remaining_holes_numpy(x)
     return x
 
 
