@@ -76,9 +76,10 @@ def test_eval_cli_json_schema(random_weights: Path, capsys: pytest.CaptureFixtur
 
 def test_eval_peer_columns_equal_direct_scipy_calls(random_weights: Path, nyu_dir: Path) -> None:
     """NYU protocol on a real Kinect frame: the linear column is griddata on the same 500 points, the nearest
-    column scipy's exact Euclidean distance transform (it equals griddata's nearest in distance; on a pixel grid
-    ties between equally near points are common and the two pick differently, test_interpolation.py), scored
-    on the same pixels."""
+    column scipy's exact Euclidean feature transform (it equals griddata's nearest in distance; on a pixel grid
+    ties between equally near points are common and the two pick differently, test_interpolation.py; the
+    prefill runs the transform on the transposed mask, so the reference does too: ties follow the layout),
+    scored on the same pixels."""
     from scipy.interpolate import griddata
     from scipy.ndimage import distance_transform_edt
 
@@ -93,8 +94,8 @@ def test_eval_peer_columns_equal_direct_scipy_calls(random_weights: Path, nyu_di
     points = np.argwhere(sparse_in > 0).astype(np.float64)
     values = sparse_in[sparse_in > 0].astype(np.float64)
     pixels = np.argwhere(np.ones_like(sparse_in, bool)).astype(np.float64)
-    _, (rows, cols) = distance_transform_edt(sparse_in <= 0, return_indices=True)
-    nearest = sparse_in[rows, cols].astype(np.float64)
+    _, (cols, rows) = distance_transform_edt((sparse_in <= 0).T, return_indices=True)
+    nearest = sparse_in[rows, cols].T.astype(np.float64)
     linear = griddata(points, values, pixels, method='linear').reshape(sparse_in.shape)
     linear = np.where(np.isnan(linear), nearest, linear)                  # outside the hull: nearest (documented)
     for name, direct in (('nearest', nearest), ('linear', linear)):

@@ -40,12 +40,20 @@ def _depth_and_valid(sparse: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return depth, depth > VALID_THRESHOLD
 
 
-def _nearest_sources(valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Row and column index maps of each pixel's nearest measured pixel (itself where measured)."""
+def _nearest_depths(depth: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Each pixel's nearest measured depth (its own where measured), ``HxW`` C order.
+
+    One exact feature transform (scipy), run on the transposed mask: on wide camera images (375x1242 KITTI)
+    scipy's transform is ~20 % faster in the tall layout (BENCHMARKS.md), and the depths are then gathered in
+    that layout, where a pixel's source is close in memory. Which of several equidistant pixels wins depends on
+    the layout (~1 % of a KITTI scan's empty pixels); the distance never does.
+    """
     from scipy.ndimage import distance_transform_edt
 
-    rows, cols = distance_transform_edt(~valid, return_distances=False, return_indices=True)
-    return rows, cols
+    cols, rows = distance_transform_edt(~valid.T, return_distances=False, return_indices=True)   # W,H each
+    cols *= valid.shape[0]
+    cols += rows                                                       # flat index into depth.T
+    return np.ascontiguousarray(np.take(np.ascontiguousarray(depth.T), cols).T)
 
 
 def _border(valid: np.ndarray) -> np.ndarray:
@@ -138,8 +146,7 @@ def fill_nearest(sparse: np.ndarray) -> np.ndarray:
     depth, valid = _depth_and_valid(sparse)
     if not valid.any():
         return np.zeros_like(depth)
-    rows, cols = _nearest_sources(valid)
-    return depth[rows, cols]
+    return _nearest_depths(depth, valid)
 
 
 def fill_linear(sparse: np.ndarray, outside: str = 'nearest') -> np.ndarray:
@@ -179,8 +186,7 @@ def fill_linear(sparse: np.ndarray, outside: str = 'nearest') -> np.ndarray:
         filled[rows, cols] = True
     hull_outside = empty & ~filled
     if outside == 'nearest' and hull_outside.any():
-        source_rows, source_cols = _nearest_sources(valid)
-        out[hull_outside] = depth[source_rows[hull_outside], source_cols[hull_outside]]
+        out[hull_outside] = _nearest_depths(depth, valid)[hull_outside]
     return out
 
 
