@@ -180,6 +180,29 @@ def test_prefill_returns_dense_and_anchors() -> None:
         prefill(sparse, method='nope')
 
 
+def _prefill_in_child(sparse: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    dense, anchors = prefill(torch.from_numpy(sparse))
+    return dense.numpy(), anchors.numpy()
+
+
+def test_prefill_anchors_beside_the_fill_equal_serial_and_survive_fork(kitti_sparse: list[np.ndarray]) -> None:
+    import multiprocessing
+
+    from depth_completion_ros.core.prefill import dense_prefill, prefill_anchors
+
+    sparse = kitti_sparse[1]
+    x = torch.from_numpy(sparse)
+    for method in ('ipbasic', 'lrru_authors'):
+        dense, anchors = prefill(x, method)                   # ipbasic's anchors ran on the worker thread
+        assert torch.equal(dense, dense_prefill(x, method)) and torch.equal(anchors, prefill_anchors(x, method))
+    # A forked process (DataLoader workers, multiprocessing) inherits the parent's worker object but not its
+    # thread: it must start its own instead of queueing on a thread that does not exist (a hang).
+    with multiprocessing.get_context('fork').Pool(1) as pool:
+        child_dense, child_anchors = pool.apply_async(_prefill_in_child, (sparse,)).get(timeout=60)
+    assert np.array_equal(child_dense, dense_prefill(x).numpy())
+    assert np.array_equal(child_anchors, remove_outliers(x).numpy())
+
+
 def test_helpers_match_opencv_on_random_maps() -> None:
     rng = np.random.default_rng(0)
     image = (rng.random((23, 31)) * 10).astype(np.float32)

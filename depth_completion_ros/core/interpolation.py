@@ -36,7 +36,9 @@ def _depth_and_valid(sparse: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(float32 depth with NaN/inf as 0, measured mask)``."""
     if sparse.ndim != 2:
         raise ValueError(f'expected an HxW depth map, got shape {sparse.shape}')
-    depth = np.nan_to_num(np.asarray(sparse, np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    depth = np.asarray(sparse, np.float32)
+    if not np.isfinite(depth).all():                         # a copy only where there is something to clear
+        depth = np.nan_to_num(depth, nan=0.0, posinf=0.0, neginf=0.0)
     return depth, depth > VALID_THRESHOLD
 
 

@@ -21,7 +21,9 @@ i.e. the mean of the nearest surrounding data, in O(H*W). A map with no valid pi
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -247,20 +249,19 @@ def extend_top(x: torch.Tensor, mask_only: bool = False) -> torch.Tensor:
 
 
 def _halve_numpy(x: np.ndarray) -> np.ndarray:
-    """``F.avg_pool2d(x, 2, ceil_mode=True)`` of an ``HxW`` float32 map, bit for bit: the four taps summed in
-    its order (rows, then columns; a zero pad adds exactly nothing) and divided by the in-image count (1, 2, 4)."""
+    """``F.avg_pool2d(x, 2, ceil_mode=True)`` of an ``HxW`` float32 map, bit for bit: each cell's in-image taps
+    summed in its order (top-left, top-right, bottom-left, bottom-right) and scaled by 1/4, 1/2 or 1 for 4, 2 or
+    1 taps (a product by a power of two rounds like the division)."""
     height, width = x.shape
-    if height % 2 or width % 2:
-        x = np.pad(x, ((0, height % 2), (0, width % 2)))
-    total = x[0::2, 0::2] + x[0::2, 1::2]
-    total += x[1::2, 0::2]
-    total += x[1::2, 1::2]
-    divisor = np.full(total.shape, np.float32(4.0), np.float32)
-    if height % 2:
-        divisor[-1] = 2.0
-    if width % 2:
-        divisor[:, -1] /= 2.0
-    return total / divisor
+    rows, cols = height // 2, width // 2                              # cells with both rows / both columns
+    total = x[0::2, 0::2].copy()
+    total[:, :cols] += x[0::2, 1::2]
+    total[:rows] += x[1::2, 0::2]
+    total[:rows, :cols] += x[1::2, 1::2]
+    total[:rows, :cols] *= np.float32(0.25)
+    total[rows:, :cols] *= np.float32(0.5)                           # the last row of an odd height
+    total[:rows, cols:] *= np.float32(0.5)                           # the last column of an odd width
+    return total
 
 
 def fill_remaining_holes_numpy(depth: np.ndarray) -> np.ndarray:
@@ -476,6 +477,16 @@ def _remove_outliers_by_pairs(depth: np.ndarray, threshold: float, windows: tupl
     return cleaned.reshape(height, width)
 
 
+def _takes_point_pairs(depth: torch.Tensor) -> bool:
+    """Whether :func:`remove_outliers` decides this ``B,1,H,W`` map from point pairs (a finite float32 CPU map
+    with at most ``POINT_PAIRS_MAX_DENSITY`` of its pixels measured)."""
+    if depth.device.type != 'cpu' or depth.dtype != torch.float32 or depth.numel() == 0:
+        return False
+    images = depth.detach().numpy()                                      # checked in numpy: no torch overhead
+    return (np.count_nonzero(images > 0) <= POINT_PAIRS_MAX_DENSITY * images.size
+            and bool(np.isfinite(images).all()))
+
+
 def remove_outliers(sparse: torch.Tensor, threshold: float = 1.0,
                     windows: tuple[int, ...] = (7, 9, 13)) -> torch.Tensor:
     """LRRU ``dep_clear`` (LRRU.md §2.3): drop points behind their neighbourhood.
@@ -494,12 +505,9 @@ def remove_outliers(sparse: torch.Tensor, threshold: float = 1.0,
     NaN/negative inputs come out as ``depth * valid`` (NaN / -0.0).
     """
     depth, rank = _as_batch(sparse)
-    if depth.device.type == 'cpu' and depth.dtype == torch.float32 and windows and depth.numel():
-        images = depth.detach().numpy()                                  # checked in numpy: no torch overhead
-        if (np.count_nonzero(images > 0) <= POINT_PAIRS_MAX_DENSITY * images.size
-                and bool(np.isfinite(images).all())):
-            return _restore(_per_image_numpy(depth, lambda image: _remove_outliers_by_pairs(image, threshold,
-                                                                                           windows)), rank)
+    if windows and _takes_point_pairs(depth):
+        return _restore(_per_image_numpy(depth, lambda image: _remove_outliers_by_pairs(image, threshold, windows)),
+                        rank)
     valid = depth > 0
     values = depth * valid                                            # as before: NaN stays NaN, -x gives -0.0
     batch, _, height, width = depth.shape
@@ -558,9 +566,11 @@ def fill_in_fast_cv2(sparse: np.ndarray, max_depth: float = 100.0, extrapolate: 
 
     if blur not in ('gaussian', 'none'):
         raise ValueError(f"blur must be 'gaussian' or 'none', got {blur!r}")
-    depth = np.nan_to_num(np.asarray(sparse, np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    depth = np.asarray(sparse, np.float32)
+    if not np.isfinite(depth).all():
+        depth = np.nan_to_num(depth, nan=0.0, posinf=0.0, neginf=0.0)
     valid = depth > VALID_THRESHOLD
-    x = np.where(valid, np.float32(max_depth) - depth, np.float32(0.0)).astype(np.float32)
+    x = np.where(valid, np.float32(max_depth) - depth, np.float32(0.0))
     x = cv2.dilate(x, _cv_kernel('diamond5'))
     x = cv2.morphologyEx(x, cv2.MORPH_CLOSE, _cv_kernel('full5'))
     empty = x < VALID_THRESHOLD
@@ -576,7 +586,7 @@ def fill_in_fast_cv2(sparse: np.ndarray, max_depth: float = 100.0, extrapolate: 
     x = cv2.medianBlur(np.ascontiguousarray(x, np.float32), 5)
     if blur == 'gaussian':
         x = np.where(x > VALID_THRESHOLD, cv2.GaussianBlur(x, (5, 5), 0), x)
-    x = np.where(x > VALID_THRESHOLD, np.float32(max_depth) - x, np.float32(0.0)).astype(np.float32)
+    x = np.where(x > VALID_THRESHOLD, np.float32(max_depth) - x, np.float32(0.0))
     if fill_holes:
         x = fill_remaining_holes_numpy(x)
     return x
@@ -635,12 +645,33 @@ def dense_prefill(sparse: torch.Tensor, method: str = DEFAULT_PREFILL) -> torch.
     return _restore(dense, rank)
 
 
-def prefill(sparse: torch.Tensor, method: str = DEFAULT_PREFILL) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(dense prefill, anchors)``: the prefill is computed from the raw sparse map (as LRRU does); anchors are
-    the outlier-cleaned points that the network re-imposes before every update (for every method; the
-    ``lrru_authors`` method with the authors' own outlier removal, on the CPU like its fill)."""
+def prefill_anchors(sparse: torch.Tensor, method: str = DEFAULT_PREFILL) -> torch.Tensor:
+    """The outlier-cleaned points the network re-imposes before every update: :func:`remove_outliers` for every
+    method but ``lrru_authors``, which has the authors' own outlier removal (on the CPU like its fill)."""
     if method == AUTHORS_PREFILL:
         from .prefill_authors import authors_anchors
         depth, rank = _as_batch(sparse)
-        return dense_prefill(sparse, method), _restore(_per_image_numpy(depth, authors_anchors), rank)
-    return dense_prefill(sparse, method), remove_outliers(sparse)
+        return _restore(_per_image_numpy(depth, authors_anchors), rank)
+    return remove_outliers(sparse)
+
+
+_anchor_workers: dict[int, ThreadPoolExecutor] = {}                 # per process: a fork inherits no threads
+
+
+def prefill(sparse: torch.Tensor, method: str = DEFAULT_PREFILL) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(dense prefill, anchors)``: the prefill is computed from the raw sparse map (as LRRU does), the anchors
+    by :func:`prefill_anchors`. Where the anchors come from point pairs (a LiDAR scan on the CPU) they are
+    computed on a second thread while the fill runs: neither reads the other and numpy and OpenCV release the
+    GIL, so a second core hides them (KITTI: ~1.3x instead of ~1.9x OpenCV ``fill_in_fast``, BENCHMARKS.md).
+    The image-sum path of dense maps is torch work on all cores already; beside OpenCV it measured slower."""
+    check_prefill_method(method)
+    beside = (method != AUTHORS_PREFILL and (os.cpu_count() or 1) >= 2
+              and _takes_point_pairs(_as_batch(sparse)[0]))
+    if not beside:
+        return dense_prefill(sparse, method), prefill_anchors(sparse, method)
+    worker = _anchor_workers.get(os.getpid())
+    if worker is None:
+        worker = _anchor_workers[os.getpid()] = ThreadPoolExecutor(max_workers=1,
+                                                                   thread_name_prefix='prefill_anchors')
+    pending = worker.submit(prefill_anchors, sparse, method)
+    return dense_prefill(sparse, method), pending.result()

@@ -8,7 +8,7 @@ references ``opencv_fill_in_fast`` (ip_basic's OpenCV steps without our hole pas
 ``scipy_griddata_linear`` (griddata over every measured pixel, evaluated at the empty ones: how a scipy user
 would fill the map; NaN outside the hull). Frames: KITTI object 000003 (375x1242) and NYU Kinect frame 1
 (480x640) from ../shared/data ($DEPTH_COMPLETION_SHARED_DATA). The host is shared, so only ratios within one
-run mean anything.
+run mean anything; the runs go round-robin over the methods, so drift lands on every row alike.
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import statistics
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -90,20 +91,22 @@ def method_functions(sparse: np.ndarray) -> dict[str, Callable[[], Any]]:
 
 def bench(frames: list[str], runs: int, only: list[str] | None = None) -> list[dict[str, Any]]:
     """One row per (method, frame): median/min ms over ``runs`` and the ratio to each same-run reference."""
-    import torch
-
-    from depth_completion_ros.tools.bench.model import _timed
-
     rows = []
     cpu = cpu_model()
     for frame in frames:
         sparse, source = load_frame(frame)
         functions = method_functions(sparse)
         names = [name for name in functions if not only or name in only]
-        timed = {}
+        # Round-robin: run k of every method, then run k+1 of every method, so that a shared host's drift over
+        # the minutes of a bench lands on all rows alike instead of on whichever block ran during it.
+        timed: dict[str, list[float]] = {name: [] for name in names}
         for name in names:
-            times = _timed(functions[name], runs, torch.device('cpu'))
-            timed[name] = times
+            functions[name]()                                                    # warm-up
+        for _ in range(runs):
+            for name in names:
+                start = time.perf_counter()
+                functions[name]()
+                timed[name].append((time.perf_counter() - start) * 1e3)
         for name, times in timed.items():
             row: dict[str, Any] = {'method': name, 'frame': frame, 'median_ms': round(statistics.median(times), 2),
                                    'min_ms': round(min(times), 2), 'runs': runs,
