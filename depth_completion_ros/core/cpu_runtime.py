@@ -21,7 +21,9 @@ from __future__ import annotations
 import ctypes
 import os
 import sys
+import threading
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 WAIT_POLICIES = ('passive', 'active', 'env')      # env: leave OMP_WAIT_POLICY / libgomp's default alone
 MALLOC_MODES = ('tuned', 'system')
@@ -97,3 +99,18 @@ def _allocator_name() -> str:
         if name in preload:
             return name
     return 'system'
+
+
+_spare_core_workers: dict[int, ThreadPoolExecutor] = {}             # per process: a fork inherits no threads
+
+
+def spare_core_worker() -> ThreadPoolExecutor | None:
+    """A one-thread executor for work that can run beside the calling thread (GIL-releasing numpy, OpenCV and
+    scipy calls), or None on a single-core machine. One per process: a forked child (DataLoader workers,
+    multiprocessing) inherits the parent's executor object but not its thread, and would wait on it forever."""
+    if (os.cpu_count() or 1) < 2 or threading.current_thread().name.startswith('spare_core'):
+        return None                                        # (from the worker itself: it would wait on itself)
+    worker = _spare_core_workers.get(os.getpid())
+    if worker is None:
+        worker = _spare_core_workers[os.getpid()] = ThreadPoolExecutor(max_workers=1, thread_name_prefix='spare_core')
+    return worker

@@ -21,13 +21,13 @@ i.e. the mean of the nearest surrounding data, in O(H*W). A map with no valid pi
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from .cpu_runtime import spare_core_worker
 
 VALID_THRESHOLD = 0.1          # ip_basic: depths <= 0.1 m are "empty"
 # OpenCV's fixed 5-tap Gaussian (GaussianBlur with ksize 5 and sigma 0 uses this table, not a computed sigma).
@@ -655,9 +655,6 @@ def prefill_anchors(sparse: torch.Tensor, method: str = DEFAULT_PREFILL) -> torc
     return remove_outliers(sparse)
 
 
-_anchor_workers: dict[int, ThreadPoolExecutor] = {}                 # per process: a fork inherits no threads
-
-
 def prefill(sparse: torch.Tensor, method: str = DEFAULT_PREFILL) -> tuple[torch.Tensor, torch.Tensor]:
     """``(dense prefill, anchors)``: the prefill is computed from the raw sparse map (as LRRU does), the anchors
     by :func:`prefill_anchors`. Where the anchors come from point pairs (a LiDAR scan on the CPU) they are
@@ -665,13 +662,8 @@ def prefill(sparse: torch.Tensor, method: str = DEFAULT_PREFILL) -> tuple[torch.
     GIL, so a second core hides them (KITTI: ~1.3x instead of ~1.9x OpenCV ``fill_in_fast``, BENCHMARKS.md).
     The image-sum path of dense maps is torch work on all cores already; beside OpenCV it measured slower."""
     check_prefill_method(method)
-    beside = (method != AUTHORS_PREFILL and (os.cpu_count() or 1) >= 2
-              and _takes_point_pairs(_as_batch(sparse)[0]))
-    if not beside:
+    worker = spare_core_worker()
+    if worker is None or method == AUTHORS_PREFILL or not _takes_point_pairs(_as_batch(sparse)[0]):
         return dense_prefill(sparse, method), prefill_anchors(sparse, method)
-    worker = _anchor_workers.get(os.getpid())
-    if worker is None:
-        worker = _anchor_workers[os.getpid()] = ThreadPoolExecutor(max_workers=1,
-                                                                   thread_name_prefix='prefill_anchors')
     pending = worker.submit(prefill_anchors, sparse, method)
     return dense_prefill(sparse, method), pending.result()
