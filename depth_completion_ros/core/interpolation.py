@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .cpu_runtime import spare_core_worker
+
 VALID_THRESHOLD = 0.1          # as core.prefill: depths <= 0.1 m are "empty"
 INTERPOLATION_METHODS = ('nearest', 'linear')
 
@@ -58,8 +60,9 @@ def _nearest_depths(depth: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.take(np.ascontiguousarray(depth.T), cols).T)
 
 
-def _border(valid: np.ndarray) -> np.ndarray:
-    """Measured pixels with an empty 8-neighbour or on the image edge: the only vertices a hole needs.
+def _border(valid: np.ndarray, holes: np.ndarray | None = None) -> np.ndarray:
+    """Measured pixels with an 8-neighbour in ``holes`` (default: every empty pixel) or on the image edge: the
+    only vertices those holes need.
 
     Why this gives griddata's values. P = measured pixels, B = this border subset, q an empty pixel. All are
     lattice points, and the Delaunay cells (triangles, or polygons of cocircular points) are those whose open
@@ -83,10 +86,20 @@ def _border(valid: np.ndarray) -> np.ndarray:
     points are merely permuted. For a LiDAR scan B == P and the points go to Qhull in griddata's order, so the
     triangulation, ties included, is griddata's; on a depth-camera map such tie pixels take a value of an
     equally valid Delaunay triangulation (test/test_interpolation.py checks both on real frames).
+    Holes in groups (``holes`` = some whole 4-connected holes, B_g = their border; :func:`fill_linear` runs two
+    groups at once). For q in one of them: the lattice points of an open disk that lie in the image are
+    4-connected (each row of them is one run centred on the disk's column, nested in the runs of the rows
+    nearer the centre, and clipping to the image keeps that). (i) A Delaunay cell of P containing q has no P
+    point in its open disk, so those points are all empty and in q's hole; a vertex off the image edge has
+    all its 8-neighbours in the image, one of them in the disk by (2), so every vertex is in B_g. (ii) If a
+    cell of B_g containing q had a measured pixel p in its open disk, the first measured pixel on a 4-path
+    from q to p inside the disk and the image would border q's hole, so it would be in B_g: impossible. So a
+    group's triangulation gives the whole map's values at the group's holes, ties aside.
     """
-    padded = np.pad(valid, 1, constant_values=False)       # outside the image counts as empty: edge = border
+    # Only the pixels of the holes at hand count as empty (outside the image too: edge = border).
+    padded = np.pad(valid if holes is None else ~holes, 1, constant_values=False)
     height, width = valid.shape
-    interior = valid.copy()
+    interior = np.ones_like(valid)
     for dy in (0, 1, 2):
         for dx in (0, 1, 2):
             interior &= padded[dy:dy + height, dx:dx + width]
@@ -151,11 +164,62 @@ def fill_nearest(sparse: np.ndarray) -> np.ndarray:
     return _nearest_depths(depth, valid)
 
 
-def fill_linear(sparse: np.ndarray, outside: str = 'nearest') -> np.ndarray:
-    """Delaunay (barycentric) interpolation of the measured depths; ``outside`` the convex hull:
-    ``'nearest'`` (default, dense map) or ``'unknown'`` (0). Fewer than 3 non-collinear points: nearest."""
+def _hole_groups(empty: np.ndarray) -> list[np.ndarray]:
+    """The empty pixels as one mask, or as two masks of whole 4-connected holes with about half the border
+    points each (raster order of the holes), when a second core can triangulate one of them (Qhull releases
+    the GIL for part of its work). A LiDAR scan's empty pixels are one connected region: one mask."""
+    import cv2
+    from scipy import ndimage
+
+    if spare_core_worker() is None:
+        return [empty]
+    labels, count = ndimage.label(empty)                                      # 4-connectivity
+    if count < 2 or count >= 1 << 24:                                         # (labels exact in float32)
+        return [empty]
+    # each border pixel counted for the highest-numbered hole among its 8 neighbours: enough to balance
+    touching = cv2.dilate(labels.astype(np.float32), np.ones((3, 3), np.uint8)).astype(np.int64)
+    per_hole = np.bincount(touching[~empty], minlength=count + 1)[1:]
+    last_first = int(np.searchsorted(np.cumsum(per_hole), per_hole.sum() / 2)) + 1   # holes 1..last_first
+    if last_first >= count:
+        return [empty]
+    first = (labels > 0) & (labels <= last_first)
+    return [first, empty & ~first]
+
+
+def _linear_in_holes(depth: np.ndarray, valid: np.ndarray, holes: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(rows, cols, depths)`` of the ``holes`` pixels inside the Delaunay triangulation of their border
+    (:func:`_border`; the measured pixels and griddata's values, see there)."""
     from scipy.spatial import Delaunay, QhullError
 
+    vertices = np.argwhere(_border(valid, holes))                # row-major: griddata's order when B == P
+    try:
+        # float64 and C order, as griddata hands the points to Qhull (same input, same triangulation)
+        triangles = Delaunay(np.ascontiguousarray(vertices, dtype=np.float64)).simplices
+    except (QhullError, ValueError):          # < 3 points or all on one line: no triangle exists
+        return np.zeros(0, np.intp), np.zeros(0, np.intp), np.zeros(0)
+    corners = vertices[triangles]                                            # T x 3 x 2, exact integers
+    edge_b, edge_c = corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]
+    area = edge_b[:, 0] * edge_c[:, 1] - edge_c[:, 0] * edge_b[:, 1]
+    solid = area != 0                                                        # griddata: NaN in a flat one
+    triangles, corners, area = triangles[solid], corners[solid], area[solid]
+    rows, cols, index = _scan_convert(vertices, triangles, holes)
+    a, ab, ac = corners[index, 0], corners[index, 1] - corners[index, 0], corners[index, 2] - corners[index, 0]
+    ap_row, ap_col = rows - a[:, 0], cols - a[:, 1]
+    # integer cross products (exact), one division each: the weights are correctly rounded
+    weight_b = (ap_row * ac[:, 1] - ac[:, 0] * ap_col) / area[index]
+    weight_c = (ab[:, 0] * ap_col - ap_row * ab[:, 1]) / area[index]
+    weight_a = 1.0 - weight_b - weight_c
+    values = depth.astype(np.float64)[vertices[:, 0], vertices[:, 1]][triangles[index]]
+    return rows, cols, weight_a * values[:, 0] + weight_b * values[:, 1] + weight_c * values[:, 2]
+
+
+def fill_linear(sparse: np.ndarray, outside: str = 'nearest') -> np.ndarray:
+    """Delaunay (barycentric) interpolation of the measured depths; ``outside`` the convex hull:
+    ``'nearest'`` (default, dense map) or ``'unknown'`` (0). Fewer than 3 non-collinear points: nearest.
+
+    Holes of a depth-camera map are triangulated in two groups at once where a second core exists
+    (:func:`_hole_groups`); each group's values are those of the whole map's triangulation (:func:`_border`)."""
     if outside not in ('nearest', 'unknown'):
         raise ValueError(f"outside must be 'nearest' or 'unknown', got {outside!r}")
     depth, valid = _depth_and_valid(sparse)
@@ -163,28 +227,12 @@ def fill_linear(sparse: np.ndarray, outside: str = 'nearest') -> np.ndarray:
     empty = ~valid
     if not valid.any() or not empty.any():
         return out
-    vertices = np.argwhere(_border(valid))                      # row-major: griddata's order when B == P
+    groups = _hole_groups(empty)
+    pending = [spare_core_worker().submit(_linear_in_holes, depth, valid, holes) for holes in groups[1:]]
+    parts = [_linear_in_holes(depth, valid, groups[0])] + [part.result() for part in pending]
     filled = np.zeros_like(valid)
-    try:
-        # float64 and C order, as griddata hands the points to Qhull (same input, same triangulation)
-        triangles = Delaunay(np.ascontiguousarray(vertices, dtype=np.float64)).simplices
-    except (QhullError, ValueError):          # < 3 points or all on one line: no triangle exists
-        triangles = np.zeros((0, 3), np.int32)
-    if len(triangles):
-        corners = vertices[triangles]                                        # T x 3 x 2, exact integers
-        edge_b, edge_c = corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]
-        area = edge_b[:, 0] * edge_c[:, 1] - edge_c[:, 0] * edge_b[:, 1]
-        solid = area != 0                                                    # griddata: NaN in a flat one
-        triangles, corners, area = triangles[solid], corners[solid], area[solid]
-        rows, cols, index = _scan_convert(vertices, triangles, empty)
-        a, ab, ac = corners[index, 0], corners[index, 1] - corners[index, 0], corners[index, 2] - corners[index, 0]
-        ap_row, ap_col = rows - a[:, 0], cols - a[:, 1]
-        # integer cross products (exact), one division each: the weights are correctly rounded
-        weight_b = (ap_row * ac[:, 1] - ac[:, 0] * ap_col) / area[index]
-        weight_c = (ab[:, 0] * ap_col - ap_row * ab[:, 1]) / area[index]
-        weight_a = 1.0 - weight_b - weight_c
-        values = depth.astype(np.float64)[vertices[:, 0], vertices[:, 1]][triangles[index]]
-        out[rows, cols] = weight_a * values[:, 0] + weight_b * values[:, 1] + weight_c * values[:, 2]
+    for rows, cols, values in parts:
+        out[rows, cols] = values
         filled[rows, cols] = True
     hull_outside = empty & ~filled
     if outside == 'nearest' and hull_outside.any():
