@@ -34,8 +34,9 @@ VALID_THRESHOLD = 0.1          # as core.prefill: depths <= 0.1 m are "empty"
 INTERPOLATION_METHODS = ('nearest', 'linear')
 
 
-def _depth_and_valid(sparse: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(float32 depth with NaN/inf as 0, measured mask)``."""
+def depth_and_valid(sparse: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(float32 depth with NaN/inf as 0, measured mask)`` of an ``HxW`` map: the one input clean-up of every
+    CPU prefill (this module's, ``prefill.fill_in_fast_cv2``, ``prefill_authors``). Not a copy when finite."""
     if sparse.ndim != 2:
         raise ValueError(f'expected an HxW depth map, got shape {sparse.shape}')
     depth = np.asarray(sparse, np.float32)
@@ -158,7 +159,7 @@ def _scan_convert(vertices: np.ndarray, triangles: np.ndarray, wanted: np.ndarra
 
 def fill_nearest(sparse: np.ndarray) -> np.ndarray:
     """Every empty pixel takes the nearest measured depth; a map without measurements stays 0."""
-    depth, valid = _depth_and_valid(sparse)
+    depth, valid = depth_and_valid(sparse)
     if not valid.any():
         return np.zeros_like(depth)
     return _nearest_depths(depth, valid)
@@ -222,7 +223,7 @@ def fill_linear(sparse: np.ndarray, outside: str = 'nearest') -> np.ndarray:
     (:func:`_hole_groups`); each group's values are those of the whole map's triangulation (:func:`_border`)."""
     if outside not in ('nearest', 'unknown'):
         raise ValueError(f"outside must be 'nearest' or 'unknown', got {outside!r}")
-    depth, valid = _depth_and_valid(sparse)
+    depth, valid = depth_and_valid(sparse)
     out = np.where(valid, depth, np.float32(0.0))
     empty = ~valid
     if not valid.any() or not empty.any():

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from .cpu_runtime import spare_core_worker
+from .interpolation import depth_and_valid, interpolate
 
 VALID_THRESHOLD = 0.1          # ip_basic: depths <= 0.1 m are "empty"
 # OpenCV's fixed 5-tap Gaussian (GaussianBlur with ksize 5 and sigma 0 uses this table, not a computed sigma).
@@ -566,10 +567,7 @@ def fill_in_fast_cv2(sparse: np.ndarray, max_depth: float = 100.0, extrapolate: 
 
     if blur not in ('gaussian', 'none'):
         raise ValueError(f"blur must be 'gaussian' or 'none', got {blur!r}")
-    depth = np.asarray(sparse, np.float32)
-    if not np.isfinite(depth).all():
-        depth = np.nan_to_num(depth, nan=0.0, posinf=0.0, neginf=0.0)
-    valid = depth > VALID_THRESHOLD
+    depth, valid = depth_and_valid(sparse)
     x = np.where(valid, np.float32(max_depth) - depth, np.float32(0.0))
     x = cv2.dilate(x, _cv_kernel('diamond5'))
     x = cv2.morphologyEx(x, cv2.MORPH_CLOSE, _cv_kernel('full5'))
@@ -626,8 +624,6 @@ def dense_prefill(sparse: torch.Tensor, method: str = DEFAULT_PREFILL) -> torch.
     """The dense prefill alone. ``ipbasic`` runs on OpenCV for CPU tensors (when cv2 is installed) and in torch
     elsewhere, so a CUDA frame stays on the GPU; ``nearest``/``linear`` always run in scipy on the CPU,
     ``lrru_authors`` in OpenCV/scipy on the CPU."""
-    from .interpolation import interpolate
-
     check_prefill_method(method)
     depth, rank = _as_batch(sparse)
     if method == 'ipbasic':

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .interpolation import depth_and_valid
 from .prefill import VALID_THRESHOLD, diamond_mask, fill_in_fast_cv2
 
 MAX_DEPTH_M = 100.0               # the authors' inversion constant (fill_in_fast(max_depth=100))
@@ -74,8 +75,8 @@ def authors_anchors(sparse: np.ndarray) -> np.ndarray:
     """The authors' outlier removal (``dep_clear``, clipped at 0) of an ``HxW`` metres map -> float32 ``HxW``."""
     import cv2
 
-    depth = np.nan_to_num(np.asarray(sparse, np.float32), nan=0.0, posinf=0.0, neginf=0.0)
-    valid = (depth > VALID_THRESHOLD).astype(np.float64)
+    depth, measured = depth_and_valid(sparse)
+    valid = measured.astype(np.float64)
     flagged = np.zeros(depth.shape, bool)
     for size in OUTLIER_WINDOWS:
         kernel = diamond_mask(size).numpy()                             # centre included, as theirs
