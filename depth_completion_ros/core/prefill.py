@@ -488,6 +488,13 @@ def _takes_point_pairs(depth: torch.Tensor) -> bool:
             and bool(np.isfinite(images).all()))
 
 
+def _remove_outliers_of_batch_by_pairs(sparse: torch.Tensor, threshold: float = 1.0,
+                                       windows: tuple[int, ...] = (7, 9, 13)) -> torch.Tensor:
+    """:func:`remove_outliers` of a map that :func:`_takes_point_pairs` (checked by the caller), image by image."""
+    depth, rank = _as_batch(sparse)
+    return _restore(_per_image_numpy(depth, lambda image: _remove_outliers_by_pairs(image, threshold, windows)), rank)
+
+
 def remove_outliers(sparse: torch.Tensor, threshold: float = 1.0,
                     windows: tuple[int, ...] = (7, 9, 13)) -> torch.Tensor:
     """LRRU ``dep_clear`` (LRRU.md §2.3): drop points behind their neighbourhood.
@@ -507,8 +514,7 @@ def remove_outliers(sparse: torch.Tensor, threshold: float = 1.0,
     """
     depth, rank = _as_batch(sparse)
     if windows and _takes_point_pairs(depth):
-        return _restore(_per_image_numpy(depth, lambda image: _remove_outliers_by_pairs(image, threshold, windows)),
-                        rank)
+        return _remove_outliers_of_batch_by_pairs(sparse, threshold, windows)
     valid = depth > 0
     values = depth * valid                                            # as before: NaN stays NaN, -x gives -0.0
     batch, _, height, width = depth.shape
@@ -661,5 +667,5 @@ def prefill(sparse: torch.Tensor, method: str = DEFAULT_PREFILL) -> tuple[torch.
     worker = spare_core_worker()
     if worker is None or method == AUTHORS_PREFILL or not _takes_point_pairs(_as_batch(sparse)[0]):
         return dense_prefill(sparse, method), prefill_anchors(sparse, method)
-    pending = worker.submit(prefill_anchors, sparse, method)
+    pending = worker.submit(_remove_outliers_of_batch_by_pairs, sparse)   # = prefill_anchors, checked above
     return dense_prefill(sparse, method), pending.result()
