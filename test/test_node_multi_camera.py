@@ -128,6 +128,7 @@ def test_two_cameras_one_cloud_match_single_camera_nodes_and_a_silent_one_blocks
 
         assert driver.spin_until(per_camera_statuses, 10.0), statuses
         assert int(statuses['multi: depth completion silent']['images_in']) == 0
+        assert 'output_rate_hz' in statuses['multi: depth completion'], statuses   # the node-wide level reads it
     finally:
         driver.close()
         statuses = {name: node.stop() for name, node in nodes.items()}

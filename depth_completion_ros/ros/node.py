@@ -563,8 +563,9 @@ class DepthCompletionCore(NodeParameters):
                 camera[key] = camera.get(key, 0) + count
             return {**camera, **node}
         per_camera = {camera.name: camera.stats() for camera in self.cameras}
+        # output_rate_hz too: the node-wide /diagnostics level reads it (without it: always 'no output')
         totals = {key: sum(stats[key] for stats in per_camera.values())
-                  for key in ('images_in', 'frames_out', 'dropped', *DROP_COUNTERS)}
+                  for key in ('images_in', 'frames_out', 'dropped', 'output_rate_hz', *DROP_COUNTERS)}
         return {**totals, **node, 'clouds_decoded': self.clouds_decoded, **problems, 'cameras': per_camera}
 
     def _publish_diagnostics(self) -> None:
