@@ -184,6 +184,10 @@ class KittiRawSequence:
         if poses is not None:
             numbers = {int(self.odometry.numbers[i]) for target, sources in self.targets for i in (target, *sources)}
             _need_poses(poses, numbers, 'frame')
+        else:
+            # Now, in this process (as BagSequence does): DataLoader workers fork after this and would otherwise
+            # each run KISS-ICP over the span, and race on its cache file.
+            self.odometry.poses()
 
     def __len__(self) -> int:
         return len(self.targets)
