@@ -369,9 +369,8 @@ def per_camera_summary(summary: dict, result: dict, analyses: dict[str, dict], i
 
 
 def write_outputs(out: Path, summary: dict) -> None:
-    """summary.json, the summary on stdout (not after a failure: the error line matters then) and what went where."""
-    if not (out / 'summary.json').is_file():
-        (out / 'summary.json').write_text(json.dumps(summary, indent=2))
+    """The summary on stdout (not after a failure: the error line matters then) and what went where; the caller
+    wrote summary.json into the folder before committing it."""
     if 'error' not in summary:
         print(json.dumps(summary, indent=2))
     print_written([('summary', out / 'summary.json'), ('previews', summary.get('previews', out / 'previews')),
