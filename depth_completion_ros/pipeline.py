@@ -9,7 +9,6 @@ reports its wall time in milliseconds so the node can publish a per-stage breakd
 """
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from depth_completion_ros.core.band import validity_rows
 from depth_completion_ros.core.camera import CameraModel
 from depth_completion_ros.core.projection import backproject, project_points, register_depth
 from depth_completion_ros.core.transforms import RigidTransform
@@ -314,9 +314,7 @@ class DepthCompletionPipeline:
         validity = self.settings.validity
         if not validity.enable:
             return {'band': 'off'}
-        # Rule 2 (distance) bounds the rows below the lowest measurement; rule 1 (column) those above the highest.
-        below = math.ceil(validity.max_distance_px) if validity.max_distance_px > 0 else None
-        return {'rows_above': int(validity.top_margin_px), 'rows_below': below}
+        return validity_rows(validity)
 
     def organized_cloud(self, depth: np.ndarray, rgb: np.ndarray | None,
                         camera: CameraModel) -> tuple[np.ndarray, np.ndarray | None]:

@@ -7,9 +7,12 @@ compute; the rows above it are unknown exactly as validity would have made them.
 """
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import numpy as np
 
-__all__ = ['BAND_MULTIPLE', 'BAND_MARGIN_PX', 'network_band']
+__all__ = ['BAND_MULTIPLE', 'BAND_MARGIN_PX', 'network_band', 'validity_rows']
 
 # LRRU downsamples 4 times by 2: a band whose first row is a multiple of 16 puts its stride-16 feature grid on
 # the full frame's (the network pads at the bottom/right only), so inside the band the two runs differ only
@@ -51,3 +54,11 @@ def network_band(sparse: np.ndarray, rows_above: int = 0, rows_below: int | None
     stop = min(height, last + 1 + max(0, int(rows_below)) + max(0, int(margin_px)))
     stop += (-(stop - start)) % multiple
     return start, min(height, stop)
+
+
+def validity_rows(validity: Any) -> dict[str, int | None]:
+    """:func:`network_band`'s ``rows_above`` / ``rows_below`` for ``core.validity`` settings: rule 1 (column)
+    keeps ``top_margin_px`` rows above a column's highest measurement, rule 2 (distance) bounds the rows below
+    the lowest by ``max_distance_px`` (none when it is off)."""
+    below = math.ceil(validity.max_distance_px) if validity.max_distance_px > 0 else None
+    return {'rows_above': int(validity.top_margin_px), 'rows_below': below}

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import subprocess
 import sys
@@ -127,6 +126,7 @@ def child_main(config: dict[str, Any]) -> int:
     import numpy as np
     import torch
 
+    from depth_completion_ros.core.band import validity_rows
     from depth_completion_ros.core.validity import ValiditySettings
     from depth_completion_ros.model.inference import DepthCompleter
 
@@ -134,10 +134,8 @@ def child_main(config: dict[str, Any]) -> int:
     rgb, sparse, source = kitti_frame(height, width)
     completer = DepthCompleter(variant=config['variant'], weights=f'lrru_{config["variant"]}', device='cpu',
                                band=config.get('band', 'off'))
-    # the rows the node's default validity keeps around the measurements (pipeline.py passes the same)
-    validity = ValiditySettings()
-    band_rows = {'rows_above': int(validity.top_margin_px),
-                 'rows_below': int(math.ceil(validity.max_distance_px)) if validity.max_distance_px > 0 else None}
+    # the rows the node's default validity keeps around the measurements (as the pipeline passes them)
+    band_rows = validity_rows(ValiditySettings())
     gflops = matmul_gflops()
     completer.complete(rgb, sparse, **band_rows)                      # warm-up: lazy init, fused copy, grid
     frames, networks, prefills = [], [], []
@@ -217,13 +215,13 @@ def main(args: argparse.Namespace) -> int:
         if gflop and 'frame_ms' in row:
             row['limit_ms'] = round(gflop / row['gflops_probe'] * 1e3, 1)
             row['x_limit'] = round(row['frame_ms'] / row['limit_ms'], 2)
-    machine = next((r['machine'] for r in results if r.get('machine')), machine_profile())
+    # the children report the machine; only if none did does this process import torch to read it
+    machine = next((r['machine'] for r in results if r.get('machine')), None) or machine_profile()
     report = {'cpu_count': os.cpu_count(), 'network_gflop': gflop, 'band': args.band, 'machine': machine,
               'results': results}
     if args.json:
         print(json.dumps(report))
         return 0
-    machine = report['machine']
     print(f"{machine['cpu_model']} ({machine['vendor']}), torch kernels {machine['simd']}, oneDNN "
           f"{'on' if machine['onednn'] else 'off'}; network.band {args.band}")
     print(markdown(report))
