@@ -20,7 +20,6 @@ starts only when the node prints its `ready:` line (an event handler on the node
 """
 import os
 
-import yaml
 from launch.actions import DeclareLaunchArgument, ExecuteProcess, OpaqueFunction, RegisterEventHandler, TimerAction
 from launch.conditions import IfCondition
 from launch.event_handlers import OnProcessIO
@@ -28,6 +27,7 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
+from depth_completion_ros.ros.params import load_params_file
 from launch import LaunchDescription
 
 PACKAGE = 'depth_completion_ros'
@@ -54,9 +54,8 @@ def _nodes(context, *args, **kwargs):
         ('image', 'image'), ('camera_info', 'camera_info'), ('points', 'points'), ('depth', 'depth'),
         ('depth/camera_info', 'depth_camera_info'))]
     cameras = [name.strip() for name in LaunchConfiguration('cameras').perform(context).split(',') if name.strip()]
-    if not cameras and bag_params and os.path.isfile(bag_params):  # a multi-camera bag names its cameras
-        with open(bag_params) as handle:
-            cameras = list(yaml.safe_load(handle)['/**']['ros__parameters'].get('cameras', []))
+    if not cameras and bag_params in params_files:  # a multi-camera bag names its cameras
+        cameras = [str(name) for name in load_params_file(bag_params).get('cameras', [])]
     if cameras:
         overrides['cameras'] = cameras
         image_pattern = LaunchConfiguration('camera_image').perform(context)
