@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from depth_completion_ros.core.conversions import stamp_to_ns
 from depth_completion_ros.core.kitti import read_image
 from depth_completion_ros.core.transforms import RigidTransform
 from depth_completion_ros.data.errors import DataError
@@ -100,7 +101,7 @@ def tf_trajectory_poses(path: str | Path, child_frame: str, stamps_ns: list[int]
                 if connection.topic == '/tf_static':
                     static[child] = (parent, matrix)
                 else:
-                    stamp = int(tf.header.stamp.sec) * 1_000_000_000 + int(tf.header.stamp.nanosec)
+                    stamp = stamp_to_ns(tf.header.stamp)
                     entry = dynamic.setdefault(child, (parent, [], []))
                     entry[1].append(stamp)
                     entry[2].append(matrix)

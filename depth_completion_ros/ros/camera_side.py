@@ -102,10 +102,6 @@ class CameraSide:
     def camera_info_topic(self) -> str:
         return self.prefix + 'camera_info'
 
-    @property
-    def label(self) -> str:
-        return self.name or 'camera'
-
     # -- executor thread --------------------------------------------------------------------------------------
     def warn(self, kind: str, message: str) -> None:
         """Count a problem of this camera; at most one line per kind and period (whatever the details)."""

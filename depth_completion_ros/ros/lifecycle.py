@@ -64,27 +64,25 @@ class LifecycleDepthCompletionNode(DepthCompletionCore, LifecycleNode):
         self.get_logger().info('inactive: unsubscribed, the model stays loaded')
         return result
 
+    def _release(self) -> str:
+        """Unsubscribe if still taking frames, free the model; what became of the model, for the log."""
+        if self._taking:
+            self._deactivate()
+        return 'model released' if self._cleanup() else 'model still referenced (not freed)'
+
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-        released = self._cleanup()
-        self.get_logger().info('unconfigured: ' + ('model released' if released else
-                                                   'model still referenced (not freed)'))
+        self.get_logger().info('unconfigured: ' + self._release())
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        if self._taking:
-            self._deactivate()
-        released = self._cleanup()
-        self.get_logger().info(f'shutdown from {state.label}: ' + ('model released' if released else
-                                                                   'model still referenced (not freed)'))
+        self.get_logger().info(f'shutdown from {state.label}: ' + self._release())
         self.finished = True
         return TransitionCallbackReturn.SUCCESS
 
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
         # A transition raised: release everything; SUCCESS takes the node back to unconfigured (configurable).
         self.get_logger().error(f'error during a transition from {state.label}: releasing the model')
-        if self._taking:
-            self._deactivate()
-        self._cleanup()
+        self._release()
         return TransitionCallbackReturn.SUCCESS
 
 
