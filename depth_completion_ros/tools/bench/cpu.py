@@ -16,7 +16,6 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 # (threads, wait policy, malloc); threads 0 = torch's default; wait 'unset' = OMP_WAIT_POLICY unset (libgomp's own).
@@ -80,9 +79,9 @@ def kitti_frame(height: int, width: int) -> tuple[Any, Any, str]:
     import numpy as np
 
     from depth_completion_ros.core.kitti import kitti_sparse_depth, load_kitti_object_frame
+    from depth_completion_ros.tools.bench.shared_data import shared_data_dir
 
-    root = Path(os.environ.get('DEPTH_COMPLETION_SHARED_DATA',
-                               Path(__file__).resolve().parents[3].parent / 'shared' / 'data')) / 'kitti_object'
+    root = shared_data_dir() / 'kitti_object'
     frame = load_kitti_object_frame(root, '000003')
     sparse = np.asarray(kitti_sparse_depth(frame), np.float32)
     rgb_canvas = np.zeros((height, width, 3), np.uint8)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import time
 from collections.abc import Callable
@@ -21,8 +20,6 @@ from depth_completion_ros.core.conversions import arrays_to_pointcloud2, pointcl
 from depth_completion_ros.core.projection import backproject, project_points
 from depth_completion_ros.core.transforms import RigidTransform
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--runs', type=int, default=30, help='repetitions per measurement (median reported)')
@@ -34,8 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _default_kitti_dir() -> Path:
-    shared = Path(os.environ.get('DEPTH_COMPLETION_SHARED_DATA', REPO_ROOT.parent / 'shared' / 'data'))
-    return shared / 'kitti_object'
+    from depth_completion_ros.tools.bench.shared_data import shared_data_dir
+
+    return shared_data_dir() / 'kitti_object'
 
 
 def _cloud_message_classes() -> tuple[Any, str]:

@@ -135,8 +135,9 @@ def bench_network(variant: str, height: int, width: int, device: torch.device, r
 
 def _sample_sparse(height: int, width: int) -> tuple[np.ndarray, str]:
     """A real KITTI frame from ../shared/data when present (cropped/padded to size), else a synthetic scan."""
-    root = Path(os.environ.get('DEPTH_COMPLETION_SHARED_DATA',
-                               Path(__file__).resolve().parents[3].parent / 'shared' / 'data')) / 'kitti_object'
+    from depth_completion_ros.tools.bench.shared_data import shared_data_dir
+
+    root = shared_data_dir() / 'kitti_object'
     try:
         from depth_completion_ros.core.kitti import kitti_sparse_depth, load_kitti_object_frame
         sparse = np.asarray(kitti_sparse_depth(load_kitti_object_frame(root, '000003')), np.float32)

@@ -18,12 +18,12 @@ import os
 import statistics
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from depth_completion_ros.tools.bench.machine import cpu_model
+from depth_completion_ros.tools.bench.shared_data import shared_data_dir
 
 REFERENCES = ('opencv_fill_in_fast', 'scipy_griddata_linear')
 
@@ -34,11 +34,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--methods', default='',
                         help='comma-separated subset of the rows (default: every prefill method, node_ipbasic '
                              'and both references)')
-
-
-def shared_data_dir() -> Path:
-    return Path(os.environ.get('DEPTH_COMPLETION_SHARED_DATA',
-                               Path(__file__).resolve().parents[3].parent / 'shared' / 'data'))
 
 
 def load_frame(name: str) -> tuple[np.ndarray, str]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
@@ -26,10 +25,9 @@ RSS_PERIOD_S = 5.0
 
 
 def _default_kitti() -> str:
-    from depth_completion_ros.ros.runtime import PACKAGE_ROOT
+    from depth_completion_ros.tools.bench.shared_data import shared_data_dir
 
-    shared = Path(os.environ.get('DEPTH_COMPLETION_SHARED_DATA', PACKAGE_ROOT.parent / 'shared' / 'data'))
-    return str(shared / 'kitti_object')
+    return str(shared_data_dir() / 'kitti_object')
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
