@@ -43,11 +43,6 @@ def write_marker(folder: Path, command: str, status: str) -> None:
     (folder / MARKER_NAME).write_text(json.dumps(marker) + '\n')
 
 
-def _package_root() -> Path:
-    """The folder holding this package's source (the checkout, or site-packages for an installed copy)."""
-    return Path(__file__).resolve().parents[2]
-
-
 def protected_reason(folder: Path) -> str | None:
     """Why ``folder`` (resolved) may never be an output folder, or None. These hold far more than any output
     could, so no option unlocks them."""
@@ -59,8 +54,8 @@ def protected_reason(folder: Path) -> str | None:
         return 'is the current folder or a folder above it'
     if (folder / '.git').exists():
         return 'is a repository (it holds .git)'
-    package = Path(__file__).resolve().parents[1]
-    if folder == package or folder in package.parents or folder == _package_root():
+    package = Path(__file__).resolve().parents[1]        # its parents: the checkout or site-packages, and up
+    if folder == package or folder in package.parents:
         return "holds this package's source"
     return None
 
