@@ -114,8 +114,10 @@ def kitti_raw_rig_frames(spec: DataSpec, max_frames: int) -> Iterator[list[BagFr
     spec.check_used()
     path = spec.location
     left, right = (KittiRawDrive(path, selection, camera) for camera in ('02', '03'))
-    numbers = set(right.frame_numbers())
-    pairs = [(i, right.frame_numbers().index(n)) for i, n in enumerate(left.frame_numbers()) if n in numbers]
+    right_position: dict[int, int] = {}
+    for j, number in enumerate(right.frame_numbers()):
+        right_position.setdefault(number, j)                         # the first, as list.index gave
+    pairs = [(i, right_position[n]) for i, n in enumerate(left.frame_numbers()) if n in right_position]
     if not pairs:
         raise DataError(f'kitti-raw: no frame of {path} has both image_02 and image_03')
     for i, j in pairs[:max_frames]:
