@@ -140,15 +140,16 @@ def _calib_matrix(calib: dict, names: tuple[str, ...], rows: int, cols: int) -> 
     raise KeyError(f'calibration has none of {names}; keys are {sorted(calib)}')
 
 
-def kitti_velo_to_cam(calib: dict) -> tuple[RigidTransform, np.ndarray]:
-    """(T_cam2_velo, K) such that ``K @ T_cam2_velo.apply(X)`` equals ``P2 @ R0_rect @ Tr_velo_to_cam @ X``.
+def kitti_velo_to_cam(calib: dict, camera: int = 2) -> tuple[RigidTransform, np.ndarray]:
+    """(T_cam_velo, K) of colour camera ``camera`` (2 = left, 3 = right) such that ``K @ T_cam_velo.apply(X)``
+    equals ``P2 @ R0_rect @ Tr_velo_to_cam @ X`` (P3 for camera 3).
 
     P2 = K [I | t] where t is the offset of camera 2 from the rectified camera-0 frame; folding
     t = K^-1 P2[:, 3] into the transform lets projection use the plain pinhole K, and the depth (third
     component) is then exactly the one of P2's homogeneous product. Accepts object-benchmark keys
     (P2, R0_rect, Tr_velo_to_cam) and raw-dataset keys (P_rect_02, R_rect_00, Tr_velo_cam).
     """
-    P2 = _calib_matrix(calib, ('P2', 'P_rect_02'), 3, 4)
+    P2 = _calib_matrix(calib, (f'P{camera}', f'P_rect_0{camera}'), 3, 4)
     R0 = _calib_matrix(calib, ('R0_rect', 'R_rect_00', 'R_rect'), 3, 3)
     velo_to_cam0 = _calib_matrix(calib, ('Tr_velo_to_cam', 'Tr_velo_cam'), 3, 4)
     K = P2[:, :3].copy()

@@ -62,9 +62,7 @@ class KittiRawDrive:
             calib = read_raw_calib(*(_calib_dir(drive) / n for n in CALIB_FILES))
             if camera == '03' and 'P_rect_03' not in calib:
                 raise DataError(f'{_calib_dir(drive)}: calib_cam_to_cam.txt has no P_rect_03 (camera 3)')
-            if camera == '03':  # the same chain with camera 3's rectified projection (its baseline in P_rect_03)
-                calib['P_rect_02'] = calib['P_rect_03']
-            T_cam_velo, K = kitti_velo_to_cam(calib)
+            T_cam_velo, K = kitti_velo_to_cam(calib, camera=int(camera))   # camera 3: its baseline in P_rect_03
             self.calib[drive.name] = (T_cam_velo, K)
             images = drive / f'image_{camera}' / 'data'
             if not images.is_dir():
