@@ -87,7 +87,7 @@ class Lookup:
 class _FrameHistory:
     def __init__(self, size: int) -> None:
         self.size = size
-        # Arrival order (a bag loop evicts the old), at most ``size`` plus the pinned ones (see ``add``).
+        # Arrival order, at most ``size`` entries; eviction spares the pinned ones while it can (see ``add``).
         self.entries: deque[CachedCameraInfo] = deque()
         # Stamps of images that arrived and have not been looked up yet (CameraInfoCache.expect): their
         # camera_infos are kept however many newer ones arrive while the worker is busy with earlier frames.
